@@ -1,0 +1,53 @@
+"""Cases: the schema, the shipped library and loaders."""
+
+from .errors import CaseLoadError, CaseProblem
+from .loader import LIBRARY_DIR, CaseSet, check_cases, load_cases
+from .schema import (
+    Acuity,
+    Case,
+    CaseTag,
+    Contraindication,
+    Demographics,
+    Diagnosis,
+    DifferentialItem,
+    ExamFinding,
+    Fact,
+    FactCategory,
+    Management,
+    Persona,
+    RedFlag,
+    Setting,
+    Specialty,
+    TestResult,
+    Treatment,
+    Urgency,
+    case_json_schema,
+)
+
+__all__ = [
+    "LIBRARY_DIR",
+    "Acuity",
+    "Case",
+    "CaseLoadError",
+    "CaseProblem",
+    "CaseSet",
+    "CaseTag",
+    "Contraindication",
+    "Demographics",
+    "Diagnosis",
+    "DifferentialItem",
+    "ExamFinding",
+    "Fact",
+    "FactCategory",
+    "Management",
+    "Persona",
+    "RedFlag",
+    "Setting",
+    "Specialty",
+    "TestResult",
+    "Treatment",
+    "Urgency",
+    "case_json_schema",
+    "check_cases",
+    "load_cases",
+]

@@ -1,0 +1,167 @@
+"""The ``clinic-env`` command line (typer + rich).
+
+    clinic-env cases schema                 # JSON Schema of a case
+    clinic-env cases validate PATH...       # every problem with file, line, case id, field; exit 1 if any
+    clinic-env cases stats [SOURCE] [--json]
+    clinic-env demo                         # the main job on embedded defaults
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+
+app = typer.Typer(
+    name="clinic-env",
+    help="Clinical consultations as RL environments. Research software, not for clinical use.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+cases_app = typer.Typer(help="Inspect, validate and summarise case files.", no_args_is_help=True)
+app.add_typer(cases_app, name="cases")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"clinic-env {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = None,
+) -> None:
+    """clinic-env command line."""
+
+
+@cases_app.command("schema")
+def cases_schema(
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Print the JSON Schema of a case."""
+    from .cases import case_json_schema
+
+    text = json.dumps(case_json_schema(), indent=2)
+    if out:
+        out.write_text(text + "\n", encoding="utf-8")
+        err_console.print(f"wrote {out}")
+    else:
+        sys.stdout.write(text + "\n")
+
+
+@cases_app.command("validate")
+def cases_validate(
+    paths: Annotated[list[str], typer.Argument(help="Case files (.json, .jsonl), folders, or 'builtin'.")],
+    library: Annotated[
+        Optional[bool],
+        typer.Option("--library/--no-library", help="Also apply the shipped library's minimums (default: only for 'builtin')."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print problems as one JSON object.")] = False,
+) -> None:
+    """Validate cases; list every problem with file, line, case id and field path. Exit 1 if any."""
+    from .cases import check_cases
+
+    n_cases, problems = 0, []
+    for p in paths:
+        cases, probs = check_cases(p, library=library)
+        n_cases += len(cases)
+        problems += probs
+    if as_json:
+        sys.stdout.write(json.dumps({"valid_cases": n_cases, "problems": [p.to_dict() for p in problems]}, indent=2) + "\n")
+    else:
+        for prob in problems:
+            console.print(str(prob), markup=False, highlight=False)
+        if problems:
+            err_console.print(f"[red]{len(problems)} problem(s)[/red]; {n_cases} case(s) valid.")
+        else:
+            err_console.print(f"[green]OK[/green]: {n_cases} case(s) valid.")
+    raise typer.Exit(1 if problems else 0)
+
+
+def _load_or_exit(source: str):
+    from .cases import CaseLoadError, load_cases
+
+    try:
+        return load_cases(source)
+    except CaseLoadError as exc:
+        err_console.print(str(exc), markup=False, highlight=False)
+        raise typer.Exit(1) from None
+
+
+def print_stats_tables(stats: dict, *, title: str = "cases") -> None:
+    console.print(f"[bold]{stats['total']} {title}[/bold] in {stats['n_specialties']} specialties; "
+                  f"mean {stats['mean_facts']} facts, {stats['mean_exam_findings']} exam findings, "
+                  f"{stats['mean_test_results']} test results, {stats['mean_differential']} differentials per case")
+    for key in ("by_specialty", "by_age_band", "by_sex", "by_acuity", "by_setting", "by_disposition", "by_tag"):
+        table = Table(title=key.replace("by_", "by ").replace("_", " "), title_justify="left", show_header=False)
+        table.add_column("value")
+        table.add_column("n", justify="right")
+        for k, v in stats[key].items():
+            table.add_row(str(k), str(v))
+        console.print(table)
+
+
+@cases_app.command("stats")
+def cases_stats(
+    source: Annotated[str, typer.Argument(help="'builtin', a case file or a folder.")] = "builtin",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Counts by specialty, age band, sex, acuity, setting, disposition and tag."""
+    from .cases.stats import case_stats
+
+    stats = case_stats(_load_or_exit(source))
+    if as_json:
+        sys.stdout.write(json.dumps(stats, indent=2) + "\n")
+    else:
+        print_stats_tables(stats)
+
+
+@app.command("demo")
+def demo(
+    cases: Annotated[str, typer.Option(help="'builtin', a case file or a folder.")] = "builtin",
+    out: Annotated[Path, typer.Option(help="Where to write the demo outputs.")] = Path("runs/demo"),
+) -> None:
+    """The main job on embedded defaults.
+
+    For now (the environment is not built yet) it validates the case library, prints its statistics and one case
+    summary, and writes ``runs/demo/case_stats.json``.
+    """
+    from .cases import check_cases
+    from .cases.stats import case_stats
+
+    loaded, problems = check_cases(cases)
+    if problems:
+        for prob in problems:
+            err_console.print(str(prob), markup=False, highlight=False)
+        err_console.print(f"[red]{len(problems)} problem(s) in the cases[/red]")
+        raise typer.Exit(1)
+    stats = case_stats(loaded)
+    print_stats_tables(stats, title="valid cases")
+    c = loaded[0]
+    console.rule(f"example case: {c.id}")
+    console.print(f"[bold]{c.title}[/bold] ({c.specialty.value}, {c.setting.value}, acuity {c.acuity.value})")
+    console.print(f"{c.persona.name}, {c.demographics.age_years:g} y, {c.demographics.sex.value}: "
+                  f"\"{c.opening_statement}\"", markup=False)
+    console.print(f"{len(c.facts)} facts ({len(c.essential_facts)} essential), {len(c.exam)} exam findings, "
+                  f"{len(c.tests)} tests; disposition: {c.management.disposition.value}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "case_stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+    console.print(f"wrote {out / 'case_stats.json'}")
+
+
+if __name__ == "__main__":
+    app()
