@@ -1,9 +1,9 @@
 """The ``clinic-env`` command line (typer + rich).
 
-    clinic-env cases schema                 # JSON Schema of a case
-    clinic-env cases validate PATH...       # every problem with file, line, case id, field; exit 1 if any
-    clinic-env cases stats [SOURCE] [--json]
-    clinic-env demo                         # the main job on embedded defaults
+clinic-env cases schema                 # JSON Schema of a case
+clinic-env cases validate PATH...       # every problem with file, line, case id, field; exit 1 if any
+clinic-env cases stats [SOURCE] [--json]
+clinic-env demo                         # the main job on embedded defaults
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -42,7 +42,8 @@ def _version(value: bool) -> None:
 @app.callback()
 def main(
     version: Annotated[
-        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        bool | None,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
     ] = None,
 ) -> None:
     """clinic-env command line."""
@@ -50,7 +51,9 @@ def main(
 
 @cases_app.command("schema")
 def cases_schema(
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")
+    ] = None,
 ) -> None:
     """Print the JSON Schema of a case."""
     from .cases import case_json_schema
@@ -67,8 +70,11 @@ def cases_schema(
 def cases_validate(
     paths: Annotated[list[str], typer.Argument(help="Case files (.json, .jsonl), folders, or 'builtin'.")],
     library: Annotated[
-        Optional[bool],
-        typer.Option("--library/--no-library", help="Also apply the shipped library's minimums (default: only for 'builtin')."),
+        bool | None,
+        typer.Option(
+            "--library/--no-library",
+            help="Also apply the shipped library's minimums (default: only for 'builtin').",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print problems as one JSON object.")] = False,
 ) -> None:
@@ -81,10 +87,12 @@ def cases_validate(
         n_cases += len(cases)
         problems += probs
     if as_json:
-        sys.stdout.write(json.dumps({"valid_cases": n_cases, "problems": [p.to_dict() for p in problems]}, indent=2) + "\n")
+        sys.stdout.write(
+            json.dumps({"valid_cases": n_cases, "problems": [p.to_dict() for p in problems]}, indent=2) + "\n"
+        )
     else:
         for prob in problems:
-            console.print(str(prob), markup=False, highlight=False)
+            console.print(str(prob), markup=False, highlight=False, soft_wrap=True)
         if problems:
             err_console.print(f"[red]{len(problems)} problem(s)[/red]; {n_cases} case(s) valid.")
         else:
@@ -98,16 +106,28 @@ def _load_or_exit(source: str):
     try:
         return load_cases(source)
     except CaseLoadError as exc:
-        err_console.print(str(exc), markup=False, highlight=False)
+        err_console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
 
 def print_stats_tables(stats: dict, *, title: str = "cases") -> None:
-    console.print(f"[bold]{stats['total']} {title}[/bold] in {stats['n_specialties']} specialties; "
-                  f"mean {stats['mean_facts']} facts, {stats['mean_exam_findings']} exam findings, "
-                  f"{stats['mean_test_results']} test results, {stats['mean_differential']} differentials per case")
-    for key in ("by_specialty", "by_age_band", "by_sex", "by_acuity", "by_setting", "by_disposition", "by_tag"):
-        table = Table(title=key.replace("by_", "by ").replace("_", " "), title_justify="left", show_header=False)
+    console.print(
+        f"[bold]{stats['total']} {title}[/bold] in {stats['n_specialties']} specialties; "
+        f"mean {stats['mean_facts']} facts, {stats['mean_exam_findings']} exam findings, "
+        f"{stats['mean_test_results']} test results, {stats['mean_differential']} differentials per case"
+    )
+    for key in (
+        "by_specialty",
+        "by_age_band",
+        "by_sex",
+        "by_acuity",
+        "by_setting",
+        "by_disposition",
+        "by_tag",
+    ):
+        table = Table(
+            title=key.replace("by_", "by ").replace("_", " "), title_justify="left", show_header=False
+        )
         table.add_column("value")
         table.add_column("n", justify="right")
         for k, v in stats[key].items():
@@ -146,7 +166,7 @@ def demo(
     loaded, problems = check_cases(cases)
     if problems:
         for prob in problems:
-            err_console.print(str(prob), markup=False, highlight=False)
+            err_console.print(str(prob), markup=False, highlight=False, soft_wrap=True)
         err_console.print(f"[red]{len(problems)} problem(s) in the cases[/red]")
         raise typer.Exit(1)
     stats = case_stats(loaded)
@@ -154,10 +174,15 @@ def demo(
     c = loaded[0]
     console.rule(f"example case: {c.id}")
     console.print(f"[bold]{c.title}[/bold] ({c.specialty.value}, {c.setting.value}, acuity {c.acuity.value})")
-    console.print(f"{c.persona.name}, {c.demographics.age_years:g} y, {c.demographics.sex.value}: "
-                  f"\"{c.opening_statement}\"", markup=False)
-    console.print(f"{len(c.facts)} facts ({len(c.essential_facts)} essential), {len(c.exam)} exam findings, "
-                  f"{len(c.tests)} tests; disposition: {c.management.disposition.value}")
+    console.print(
+        f"{c.persona.name}, {c.demographics.age_years:g} y, {c.demographics.sex.value}: "
+        f'"{c.opening_statement}"',
+        markup=False,
+    )
+    console.print(
+        f"{len(c.facts)} facts ({len(c.essential_facts)} essential), {len(c.exam)} exam findings, "
+        f"{len(c.tests)} tests; disposition: {c.management.disposition.value}"
+    )
     out.mkdir(parents=True, exist_ok=True)
     (out / "case_stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
     console.print(f"wrote {out / 'case_stats.json'}")

@@ -27,7 +27,13 @@ class CaseProblem:
         return " | ".join(parts) + f": {self.message}"
 
     def to_dict(self) -> dict[str, object]:
-        return {"file": self.file, "line": self.line, "case_id": self.case_id, "field": self.field, "message": self.message}
+        return {
+            "file": self.file,
+            "line": self.line,
+            "case_id": self.case_id,
+            "field": self.field,
+            "message": self.message,
+        }
 
 
 class CaseLoadError(ValueError):

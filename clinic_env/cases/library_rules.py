@@ -19,7 +19,10 @@ MIN_DIFFERENTIAL = 3
 
 
 def _mentions(text: str, name: str) -> bool:
-    return re.search(r"(?<![A-Za-z0-9])" + re.escape(name.lower()) + r"(?![A-Za-z0-9])", text.lower()) is not None
+    return (
+        re.search(r"(?<![A-Za-z0-9])" + re.escape(name.lower()) + r"(?![A-Za-z0-9])", text.lower())
+        is not None
+    )
 
 
 def library_problems(case: Case, *, file_stem: str | None = None) -> list[tuple[str, str]]:
@@ -30,13 +33,20 @@ def library_problems(case: Case, *, file_stem: str | None = None) -> list[tuple[
     if len(case.facts) < MIN_FACTS:
         p.append(("facts", f"has {len(case.facts)} facts; library cases need at least {MIN_FACTS}"))
     if len(case.essential_facts) < MIN_ESSENTIAL_FACTS:
-        p.append(("facts", f"has {len(case.essential_facts)} essential facts; need at least {MIN_ESSENTIAL_FACTS}"))
+        p.append(
+            ("facts", f"has {len(case.essential_facts)} essential facts; need at least {MIN_ESSENTIAL_FACTS}")
+        )
     if len(case.exam) < MIN_EXAM:
         p.append(("exam", f"has {len(case.exam)} exam findings; need at least {MIN_EXAM}"))
     if len(case.tests) < MIN_TESTS:
         p.append(("tests", f"has {len(case.tests)} test results; need at least {MIN_TESTS}"))
     if len(case.diagnosis.differential) < MIN_DIFFERENTIAL:
-        p.append(("diagnosis.differential", f"has {len(case.diagnosis.differential)} items; need at least {MIN_DIFFERENTIAL}"))
+        p.append(
+            (
+                "diagnosis.differential",
+                f"has {len(case.diagnosis.differential)} items; need at least {MIN_DIFFERENTIAL}",
+            )
+        )
     for i, d in enumerate(case.diagnosis.differential):
         if not d.discriminators:
             p.append((f"diagnosis.differential.{i}.discriminators", "cite at least one fact/exam/test id"))

@@ -22,7 +22,7 @@ from .schema import Case, CaseReferenceError
 
 LIBRARY_DIR = Path(__file__).resolve().parent / "library"
 
-CaseSource = Union[str, Path, "CaseSet", Sequence[Union[Case, Mapping[str, Any]]]]
+CaseSource = Union[str, Path, "CaseSet", Sequence[Case | Mapping[str, Any]]]
 
 
 class CaseSet(Sequence[Case]):
@@ -114,7 +114,13 @@ def _path_tuple(path: str) -> tuple[str | int, ...]:
 
 
 def _validate(
-    data: Any, *, file: str | None, text: str | None, start: int, line: int | None, prefix: tuple[str | int, ...] = ()
+    data: Any,
+    *,
+    file: str | None,
+    text: str | None,
+    start: int,
+    line: int | None,
+    prefix: tuple[str | int, ...] = (),
 ) -> tuple[Case | None, list[CaseProblem]]:
     """Validate one case record; ``text``/``start`` locate fields inside a JSON document for line numbers."""
     case_id = data.get("id") if isinstance(data, dict) and isinstance(data.get("id"), str) else None
@@ -125,7 +131,15 @@ def _validate(
         return line
 
     if not isinstance(data, dict):
-        return None, [CaseProblem(file, where(()), None, _loc_str(prefix) or None, f"a case must be a JSON object, got {type(data).__name__}")]
+        return None, [
+            CaseProblem(
+                file,
+                where(()),
+                None,
+                _loc_str(prefix) or None,
+                f"a case must be a JSON object, got {type(data).__name__}",
+            )
+        ]
     try:
         return Case.model_validate(data), []
     except ValidationError as exc:
@@ -151,11 +165,15 @@ def _read_json(path: Path) -> tuple[list[Case], list[CaseProblem]]:
     file = str(path)
     text = path.read_text(encoding="utf-8")
     if not text.strip():
-        return [], [CaseProblem(file, 1, None, None, "file is empty: expected a case object or a list of cases")]
+        return [], [
+            CaseProblem(file, 1, None, None, "file is empty: expected a case object or a list of cases")
+        ]
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        return [], [CaseProblem(file, exc.lineno, None, None, f"invalid JSON: {exc.msg} (column {exc.colno})")]
+        return [], [
+            CaseProblem(file, exc.lineno, None, None, f"invalid JSON: {exc.msg} (column {exc.colno})")
+        ]
     records = data if isinstance(data, list) else [data]
     if isinstance(data, list) and not data:
         return [], [CaseProblem(file, 1, None, None, "file holds an empty list: no cases")]
@@ -182,7 +200,9 @@ def _read_jsonl(path: Path) -> tuple[list[Case], list[CaseProblem]]:
             try:
                 data = json.loads(raw)
             except json.JSONDecodeError as exc:
-                problems.append(CaseProblem(file, lineno, None, None, f"invalid JSON: {exc.msg} (column {exc.colno})"))
+                problems.append(
+                    CaseProblem(file, lineno, None, None, f"invalid JSON: {exc.msg} (column {exc.colno})")
+                )
                 continue
             case, probs = _validate(data, file=file, text=None, start=0, line=lineno)
             problems += probs
@@ -197,9 +217,17 @@ def _read_path(path: Path) -> tuple[list[Case], list[CaseProblem], list[Path]]:
     """Cases from a file or folder, their problems, and the file each case came from (parallel to cases)."""
     if not path.exists():
         return [], [CaseProblem(str(path), None, None, None, "no such file or directory")], []
-    files = sorted(p for p in path.rglob("*") if p.suffix in (".json", ".jsonl") and p.is_file()) if path.is_dir() else [path]
+    files = (
+        sorted(p for p in path.rglob("*") if p.suffix in (".json", ".jsonl") and p.is_file())
+        if path.is_dir()
+        else [path]
+    )
     if path.is_dir() and not files:
-        return [], [CaseProblem(str(path), None, None, None, "folder holds no .json or .jsonl case files")], []
+        return (
+            [],
+            [CaseProblem(str(path), None, None, None, "folder holds no .json or .jsonl case files")],
+            [],
+        )
     cases: list[Case] = []
     origins: list[Path] = []
     problems: list[CaseProblem] = []
@@ -209,14 +237,19 @@ def _read_path(path: Path) -> tuple[list[Case], list[CaseProblem], list[Path]]:
         elif f.suffix == ".json":
             got, probs = _read_json(f)
         else:
-            probs, got = [CaseProblem(str(f), None, None, None, "unsupported file type: use .json or .jsonl")], []
+            probs, got = (
+                [CaseProblem(str(f), None, None, None, "unsupported file type: use .json or .jsonl")],
+                [],
+            )
         cases += got
         origins += [f] * len(got)
         problems += probs
     return cases, problems, origins
 
 
-def check_cases(source: CaseSource = "builtin", *, library: bool | None = None) -> tuple[list[Case], list[CaseProblem]]:
+def check_cases(
+    source: CaseSource = "builtin", *, library: bool | None = None
+) -> tuple[list[Case], list[CaseProblem]]:
     """Read ``source`` and return ``(valid cases, problems)`` without raising.
 
     ``library`` also applies the shipped library's minimums (:mod:`~clinic_env.cases.library_rules`); it defaults to
@@ -245,22 +278,38 @@ def check_cases(source: CaseSource = "builtin", *, library: bool | None = None) 
                     cases.append(case)
                     origins.append(None)
             else:
-                problems.append(CaseProblem(None, None, None, str(i), f"expected a Case or a dict, got {type(item).__name__}"))
+                problems.append(
+                    CaseProblem(
+                        None, None, None, str(i), f"expected a Case or a dict, got {type(item).__name__}"
+                    )
+                )
     else:
-        raise TypeError(f"cases must be 'builtin', a path, a CaseSet or a list of cases/dicts, got {type(source).__name__}")
+        raise TypeError(
+            f"cases must be 'builtin', a path, a CaseSet or a list of cases/dicts, got {type(source).__name__}"
+        )
 
     seen: dict[str, Path | None] = {}
-    for case, origin in zip(cases, origins):
+    for case, origin in zip(cases, origins, strict=False):
         if case.id in seen:
             first = seen[case.id]
             problems.append(
-                CaseProblem(str(origin) if origin else None, None, case.id, "id", f"duplicate case id (first seen in {first or 'this list'})")
+                CaseProblem(
+                    str(origin) if origin else None,
+                    None,
+                    case.id,
+                    "id",
+                    f"duplicate case id (first seen in {first or 'this list'})",
+                )
             )
         else:
             seen[case.id] = origin
         if library:
-            for field, msg in library_problems(case, file_stem=origin.stem if origin and origin.suffix == ".json" else None):
-                problems.append(CaseProblem(str(origin) if origin else None, None, case.id, field, f"[library] {msg}"))
+            for field, msg in library_problems(
+                case, file_stem=origin.stem if origin and origin.suffix == ".json" else None
+            ):
+                problems.append(
+                    CaseProblem(str(origin) if origin else None, None, case.id, field, f"[library] {msg}")
+                )
     return cases, problems
 
 
@@ -278,6 +327,12 @@ def load_cases(source: CaseSource = "builtin") -> CaseSet:
     if problems:
         raise CaseLoadError(problems)
     if not cases:
-        raise CaseLoadError([CaseProblem(str(source) if isinstance(source, (str, Path)) else None, None, None, None, "no cases")])
+        raise CaseLoadError(
+            [
+                CaseProblem(
+                    str(source) if isinstance(source, (str, Path)) else None, None, None, None, "no cases"
+                )
+            ]
+        )
     origin = str(source) if isinstance(source, (str, Path)) else None
     return CaseSet(cases, origin=origin)

@@ -101,12 +101,24 @@ class Level(str, Enum):
     high = "high"
 
 
-MBTI_TYPES = tuple(
-    a + b + c + d for a in "EI" for b in "SN" for c in "TF" for d in "JP"
-)
+MBTI_TYPES = tuple(a + b + c + d for a in "EI" for b in "SN" for c in "TF" for d in "JP")
 MBTIType = Literal[
-    "ESTJ", "ESTP", "ESFJ", "ESFP", "ENTJ", "ENTP", "ENFJ", "ENFP",
-    "ISTJ", "ISTP", "ISFJ", "ISFP", "INTJ", "INTP", "INFJ", "INFP",
+    "ESTJ",
+    "ESTP",
+    "ESFJ",
+    "ESFP",
+    "ENTJ",
+    "ENTP",
+    "ENFJ",
+    "ENFP",
+    "ISTJ",
+    "ISTP",
+    "ISFJ",
+    "ISFP",
+    "INTJ",
+    "INTP",
+    "INFJ",
+    "INFP",
 ]
 
 
@@ -205,16 +217,22 @@ class SourceKind(str, Enum):
 
 class Source(_Frozen):
     kind: SourceKind = SourceKind.authored
-    name: str = Field("clinic-env", description="Who wrote it or where it came from, e.g. 'AgentClinic MedQA'.")
+    name: str = Field(
+        "clinic-env", description="Who wrote it or where it came from, e.g. 'AgentClinic MedQA'."
+    )
     licence: str = Field("Apache-2.0", description="Licence of the case content.")
     original_id: str | None = Field(None, description="Record id in the source dataset, for imported cases.")
     url: str | None = None
 
 
 class Demographics(_Frozen):
-    age_years: float = Field(..., ge=0, le=120, description="Age in years; fractions for infants (0.5 = 6 months).")
+    age_years: float = Field(
+        ..., ge=0, le=120, description="Age in years; fractions for infants (0.5 = 6 months)."
+    )
     sex: Sex
-    pregnant: bool | None = Field(None, description="Pregnancy status where relevant; None when not applicable.")
+    pregnant: bool | None = Field(
+        None, description="Pregnancy status where relevant; None when not applicable."
+    )
     gestation_weeks: int | None = Field(None, ge=1, le=44)
     ethnicity: str | None = None
 
@@ -249,12 +267,16 @@ class Persona(_Frozen):
 
     name: str = Field(..., min_length=1, description="The patient's name.")
     speaker: Speaker = Field(Speaker.patient, description="Who answers the doctor.")
-    speaker_name: str | None = Field(None, description="Name of the parent/carer/partner when speaker is not the patient.")
+    speaker_name: str | None = Field(
+        None, description="Name of the parent/carer/partner when speaker is not the patient."
+    )
     mbti: MBTIType
     health_literacy: Level
     emotional_state: EmotionalState
     verbosity: Verbosity = Verbosity.average
-    patience: Level = Field(Level.medium, description="How long they tolerate repetition or a long consultation.")
+    patience: Level = Field(
+        Level.medium, description="How long they tolerate repetition or a long consultation."
+    )
     occupation: str | None = None
     education: str | None = None
     socioeconomic: Level = Level.medium
@@ -263,7 +285,9 @@ class Persona(_Frozen):
     cultural_notes: str | None = None
     language_notes: str | None = None
     concerns: tuple[str, ...] = Field((), description="Worries the patient holds, first person.")
-    requests: tuple[str, ...] = Field((), description="Explicit requests the doctor should answer, first person.")
+    requests: tuple[str, ...] = Field(
+        (), description="Explicit requests the doctor should answer, first person."
+    )
 
     @model_validator(mode="after")
     def _speaker_named(self) -> Persona:
@@ -277,28 +301,42 @@ class Fact(_Frozen):
 
     id: str = Field(..., pattern=_ID)
     category: FactCategory
-    concepts: tuple[str, ...] = Field(..., min_length=1, description="Concept keys the fact answers, e.g. 'pain.radiation'.")
-    synonyms: tuple[str, ...] = Field((), description="Clinician phrases and abbreviations that ask about this fact.")
+    concepts: tuple[str, ...] = Field(
+        ..., min_length=1, description="Concept keys the fact answers, e.g. 'pain.radiation'."
+    )
+    synonyms: tuple[str, ...] = Field(
+        (), description="Clinician phrases and abbreviations that ask about this fact."
+    )
     lay_terms: tuple[str, ...] = Field((), description="Everyday phrases that ask about this fact.")
     patient_text: str = Field(..., min_length=1, description="What the patient says, first person.")
-    clinician_text: str = Field(..., min_length=1, description="The same fact as a clinician would record it.")
+    clinician_text: str = Field(
+        ..., min_length=1, description="The same fact as a clinician would record it."
+    )
     essential: bool = Field(False, description="Needed to reach the diagnosis or a safe plan.")
-    sensitive: bool = Field(False, description="Only disclosed on a direct question (sexual, substance, violence, mental health).")
-    pertinent_negative: bool = Field(False, description="A relevant 'no' (e.g. no fever); rendered as a denial.")
+    sensitive: bool = Field(
+        False, description="Only disclosed on a direct question (sexual, substance, violence, mental health)."
+    )
+    pertinent_negative: bool = Field(
+        False, description="A relevant 'no' (e.g. no fever); rendered as a denial."
+    )
 
     @field_validator("concepts")
     @classmethod
     def _concept_keys(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for key in v:
             if not re.match(_CONCEPT, key):
-                raise ValueError(f"concept key {key!r} must be lower snake_case, dot-separated (e.g. 'pain.onset')")
+                raise ValueError(
+                    f"concept key {key!r} must be lower snake_case, dot-separated (e.g. 'pain.onset')"
+                )
         return v
 
 
 class ExamFinding(_Frozen):
     id: str = Field(..., pattern=_ID)
     system: ExamSystem
-    name: str = Field(..., min_length=1, description="The manoeuvre or observation, e.g. 'Chest auscultation'.")
+    name: str = Field(
+        ..., min_length=1, description="The manoeuvre or observation, e.g. 'Chest auscultation'."
+    )
     synonyms: tuple[str, ...] = Field((), description="Ways a doctor asks for it ('listen to your chest').")
     finding: str = Field(..., min_length=1, description="The result in clinician wording.")
     abnormal: bool
@@ -329,7 +367,9 @@ class Diagnosis(_Frozen):
     primary: str = Field(..., min_length=1)
     synonyms: tuple[str, ...] = Field((), description="Other accepted names, abbreviations included.")
     icd10: str = Field(..., pattern=_ICD10)
-    key_evidence: tuple[str, ...] = Field((), description="Ids of the facts, findings and results that establish it.")
+    key_evidence: tuple[str, ...] = Field(
+        (), description="Ids of the facts, findings and results that establish it."
+    )
     differential: tuple[DifferentialItem, ...] = ()
 
     @property
@@ -345,7 +385,9 @@ class Treatment(_Frozen):
 
 class Contraindication(_Frozen):
     treatment: str = Field(..., min_length=1, description="What must not be given or done.")
-    synonyms: tuple[str, ...] = Field((), description="Other names of the same treatment (brands, class members).")
+    synonyms: tuple[str, ...] = Field(
+        (), description="Other names of the same treatment (brands, class members)."
+    )
     reason: str = Field(..., min_length=1)
     evidence: tuple[str, ...] = Field(
         ..., min_length=1, description="Ids of the facts (or findings/results) that make it contraindicated."
@@ -356,7 +398,9 @@ class Contraindication(_Frozen):
 class RedFlag(_Frozen):
     description: str = Field(..., min_length=1)
     urgency: Urgency
-    evidence: tuple[str, ...] = Field((), description="Ids of facts/findings/results that show it in this case, if present.")
+    evidence: tuple[str, ...] = Field(
+        (), description="Ids of facts/findings/results that show it in this case, if present."
+    )
 
 
 class Management(_Frozen):
@@ -377,7 +421,9 @@ class Case(_Frozen):
     title: str = Field(..., min_length=1)
     specialty: Specialty
     setting: Setting
-    language: str = Field("en", pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", description="BCP-47 language tag.")
+    language: str = Field(
+        "en", pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", description="BCP-47 language tag."
+    )
     acuity: Acuity
     source: Source = Source()
     guidelines: tuple[str, ...] = Field((), description="Guideline families the answer key follows.")
@@ -385,9 +431,15 @@ class Case(_Frozen):
 
     demographics: Demographics
     persona: Persona
-    chief_complaint: str = Field(..., min_length=1, description="Clinician wording, e.g. 'central chest pain for 2 hours'.")
-    opening_statement: str = Field(..., min_length=1, description="What the patient says first, first person.")
-    opening_facts: tuple[str, ...] = Field((), description="Ids of facts the opening statement already discloses.")
+    chief_complaint: str = Field(
+        ..., min_length=1, description="Clinician wording, e.g. 'central chest pain for 2 hours'."
+    )
+    opening_statement: str = Field(
+        ..., min_length=1, description="What the patient says first, first person."
+    )
+    opening_facts: tuple[str, ...] = Field(
+        (), description="Ids of facts the opening statement already discloses."
+    )
 
     facts: tuple[Fact, ...] = Field(..., min_length=1)
     exam: tuple[ExamFinding, ...] = ()
@@ -432,7 +484,9 @@ def reference_problems(case: Case) -> list[tuple[str, str]]:
     for section, items in (("facts", case.facts), ("exam", case.exam), ("tests", case.tests)):
         for i, item in enumerate(items):
             if item.id in seen:
-                problems.append((f"{section}.{i}.id", f"duplicate id {item.id!r} (already used at {seen[item.id]})"))
+                problems.append(
+                    (f"{section}.{i}.id", f"duplicate id {item.id!r} (already used at {seen[item.id]})")
+                )
             else:
                 seen[item.id] = f"{section}.{i}"
     fact_ids = {f.id for f in case.facts}
@@ -453,7 +507,9 @@ def reference_problems(case: Case) -> list[tuple[str, str]]:
     if len(set(case.tags)) != len(case.tags):
         problems.append(("tags", "duplicate tag"))
     if CaseTag.contraindication_trap in case.tags and not case.management.contraindications:
-        problems.append(("tags", "'contraindication_trap' needs at least one management.contraindications entry"))
+        problems.append(
+            ("tags", "'contraindication_trap' needs at least one management.contraindications entry")
+        )
     if CaseTag.sensitive_key_fact in case.tags and not any(f.sensitive and f.essential for f in case.facts):
         problems.append(("tags", "'sensitive_key_fact' needs a fact that is both sensitive and essential"))
     return problems

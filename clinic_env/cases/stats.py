@@ -16,7 +16,10 @@ def _enum_value(v: Any) -> str:
 def case_stats(cases: Iterable[Case]) -> dict[str, Any]:
     """A JSON-ready summary of a case set; keys are stable (``total``, ``by_specialty``, ...)."""
     cases = list(cases)
-    by = {name: Counter() for name in ("specialty", "age_band", "sex", "acuity", "setting", "disposition", "tag", "source")}
+    by = {
+        name: Counter()
+        for name in ("specialty", "age_band", "sex", "acuity", "setting", "disposition", "tag", "source")
+    }
     n_facts = n_exam = n_tests = n_diff = 0
     for c in cases:
         by["specialty"][_enum_value(c.specialty)] += 1
