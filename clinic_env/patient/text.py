@@ -1,0 +1,144 @@
+"""Text normalisation shared by the matcher, the checks and the examiner.
+
+``normalize`` lowercases, drops control characters and punctuation, and reduces each word to a crude stem so that
+"smoke", "smoking" and "smoker" meet. The stemmer is our own few lines (suffix stripping), chosen over a full
+Porter stemmer because phrases and utterances go through the same function, so consistency matters more than
+linguistic accuracy, and it keeps ``import clinic_env`` free of NLP dependencies.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_NON_WORD = re.compile(r"[^a-z0-9]+")
+_APOSTROPHE = re.compile(r"['’`]")
+_SUFFIXES = ("ations", "ation", "ings", "ing", "ness", "ers", "ies", "ied", "ed", "er", "es", "ly", "s")
+_KEEP = frozenset(
+    {
+        "is",
+        "was",
+        "has",
+        "does",
+        "this",
+        "his",
+        "yes",
+        "us",
+        "gas",
+        "plus",
+        "pus",
+        "bus",
+        "virus",
+        "less",
+        "loss",
+        "stress",
+        "dizziness",
+        "illness",
+        "weakness",
+        "numbness",
+        "tiredness",
+        "sickness",
+        "breathlessness",
+        "always",
+        "sometimes",
+        "perhaps",
+        "times",
+        "physics",
+        "diabetes",
+        "herpes",
+        "rabies",
+        "scabies",
+        "measles",
+        "mumps",
+        "tetanus",
+        "news",
+        "series",
+        "species",
+        "feces",
+        "faeces",
+        "lymph",
+        "glasses",
+        "stairs",
+        "jaundice",
+        "other",
+        "over",
+        "never",
+        "ever",
+        "water",
+        "fever",
+        "after",
+        "ulcer",
+        "cancer",
+        "liver",
+        "bladder",
+        "finger",
+        "shoulder",
+        "under",
+        "whether",
+        "either",
+        "sugar",
+        "hunger",
+        "matter",
+        "better",
+        "daughter",
+        "mother",
+        "father",
+        "brother",
+        "sister",
+        "partner",
+        "number",
+        "paper",
+        "river",
+        "september",
+        "october",
+        "november",
+        "december",
+        "anger",
+        "danger",
+        "bed",
+        "red",
+        "need",
+        "feed",
+        "seed",
+        "speed",
+        "bleed",
+        "shed",
+        "weed",
+    }
+)
+
+
+def stem(word: str) -> str:
+    if len(word) <= 3 or word in _KEEP or word.isdigit():
+        return word
+    for suf in _SUFFIXES:
+        if word.endswith(suf) and len(word) - len(suf) >= 3:
+            word = word[: -len(suf)]
+            break
+    if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "lsz":
+        word = word[:-1]  # "stopp" -> "stop", "swell" stays
+    if word.endswith("e") and len(word) > 4:
+        word = word[:-1]  # "smoke" -> "smok" meets "smoking" -> "smok"
+    return word
+
+
+def clean(text: str) -> str:
+    """Drop control and format characters; keep letters, digits, punctuation and emoji."""
+    return "".join(ch for ch in text if unicodedata.category(ch)[0] != "C" or ch in "\n\t")
+
+
+def words(text: str) -> list[str]:
+    t = unicodedata.normalize("NFKD", text.lower())
+    t = _APOSTROPHE.sub("", t)
+    return [w for w in _NON_WORD.split(t) if w]
+
+
+def normalize(text: str) -> str:
+    """Space-padded stemmed words: ``" do you smok "``. Pad so phrases match on word boundaries."""
+    return " " + " ".join(stem(w) for w in words(text)) + " "
+
+
+def contains_phrase(norm_text: str, phrase: str) -> bool:
+    """Whether an already normalized text contains ``phrase`` (normalized here) on word boundaries."""
+    p = normalize(phrase)
+    return p.strip() != "" and p in norm_text

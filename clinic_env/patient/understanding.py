@@ -1,0 +1,470 @@
+"""Understanding a doctor's turn: which facts it asks for, which exams and tests it requests, and what else it does.
+
+A :class:`CompiledCase` is built once per case (cached) and holds one Aho-Corasick automaton over every phrase that
+matters for the case: its facts' synonyms and lay terms, the shared concept phrases, exam and test names, and the
+intent cues. Parsing a turn is then one linear pass per sentence, with no regex compiled on the hot path.
+
+Each sentence is classed before its matches count: an exam request ("can I listen to your chest?") releases exam
+findings but no history; a test order releases results; a diagnosis or plan statement is recorded; anything else is
+a history question. A dismissive cue ("I don't need to know about ...") cancels the history matches of its sentence.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass, field
+
+from clinic_env.cases.schema import Case, ExamSystem
+
+from . import lexicon as lx
+from .text import clean, normalize, words
+
+SOCRATES_LEAVES = frozenset(
+    {
+        "onset",
+        "duration",
+        "character",
+        "location",
+        "radiation",
+        "severity",
+        "timing",
+        "aggravating",
+        "relieving",
+    }
+)
+_SENTENCE_SPLIT = re.compile(r"(?<=[.?!;\n])\s+|\n+")
+_PREFIX = re.compile(r"^\s*(EXAM|TEST|DIAGNOSIS|PLAN)\s*:\s*", re.IGNORECASE)
+
+# How a patient answers a concept the case has no fact for: deny a symptom, "not sure" for descriptive history.
+UNSURE_CONCEPTS = frozenset(
+    {
+        "pain.onset",
+        "pain.duration",
+        "pain.character",
+        "pain.location",
+        "pain.severity",
+        "pain.timing",
+        "family_history",
+        "ice.concerns",
+        "birth_history",
+        "development",
+        "immunisations",
+        "obstetric_history",
+    }
+)
+
+_EXAM_VERBS = (
+    "examine",
+    "listen to",
+    "have a listen",
+    "have a look",
+    "look at",
+    "look in",
+    "feel your",
+    "feel the",
+    "press on",
+    "check your",
+    "take your",
+    "measure",
+    "test your",
+    "shine a light",
+    "auscultate",
+    "palpate",
+    "inspect",
+    "let me see",
+    "do an examination",
+    "do a quick examination",
+    "exam:",
+)
+# Order verbs only count in a sentence that also names a test, so they can be broad.
+_TEST_VERBS = (
+    "order",
+    "i'd like",
+    "i would like",
+    "i want",
+    "let's",
+    "lets",
+    "we'll",
+    "we will",
+    "i'll",
+    "i will",
+    "i'm going to",
+    "i am going to",
+    "going to send",
+    "send off",
+    "send a",
+    "send some",
+    "arrange",
+    "request",
+    "need to do",
+    "need a",
+    "need an",
+    "should do",
+    "should get",
+    "run some",
+    "run a",
+    "take some blood",
+    "take a blood",
+    "do some bloods",
+    "get some bloods",
+    "do a",
+    "get a",
+    "get an",
+    "check your blood",
+    "can we do",
+    "can we get",
+    "could we do",
+    "could we get",
+    "test:",
+)
+
+
+@dataclass(frozen=True)
+class Intents:
+    """What one doctor turn does. Ids refer to the case; everything is deduplicated and ordered."""
+
+    facts: tuple[str, ...] = ()  # facts the turn asks for (the Fact Unit decides what to release)
+    missing_concepts: tuple[str, ...] = ()  # concepts asked that the case holds no fact for
+    exams: tuple[str, ...] = ()  # case exam findings requested
+    normal_systems: tuple[ExamSystem, ...] = ()  # systems examined that the case records nothing for
+    tests: tuple[str, ...] = ()  # case tests ordered
+    catalog_tests: tuple[str, ...] = ()  # tests ordered that the case does not list (reported normal)
+    diagnosis: str | None = None
+    plan: str | None = None
+    greeting: bool = False
+    empathy: bool = False
+    goodbye: bool = False
+    rude: bool = False
+    open_question: bool = False
+    asks_results: bool = False
+    asks_diagnosis: bool = False  # the doctor asks the patient for the diagnosis
+    jargon: tuple[str, ...] = ()  # jargon words the doctor used
+    unmatched: bool = True  # nothing at all was understood
+
+    @property
+    def requests_examiner(self) -> bool:
+        return bool(self.exams or self.normal_systems or self.tests or self.catalog_tests)
+
+
+def _leaf(key: str) -> str:
+    return key.rsplit(".", 1)[-1]
+
+
+@dataclass
+class CompiledCase:
+    """Everything the patient needs about a case, precomputed. Build with :func:`compile_case` (cached)."""
+
+    case: Case
+    automaton: object = field(repr=False)
+    concept_facts: dict[str, tuple[str, ...]] = field(repr=False)
+    system_exams: dict[ExamSystem, tuple[str, ...]] = field(repr=False)
+    diagnosis_pattern: re.Pattern[str] = field(repr=False)
+    fact_signature: dict[str, frozenset[str]] = field(repr=False)
+    test_numbers: dict[str, frozenset[str]] = field(repr=False)
+    test_grams: dict[str, frozenset[str]] = field(repr=False)
+    facts: dict[str, object] = field(repr=False, default_factory=dict)  # id -> Fact
+    exams: dict[str, object] = field(repr=False, default_factory=dict)  # id -> ExamFinding
+    tests: dict[str, object] = field(repr=False, default_factory=dict)  # id -> TestResult
+
+    def parse(self, utterance: str) -> Intents:
+        return _parse(self, utterance)
+
+
+class _Automaton:
+    """Phrase -> payloads, over normalized, space-padded text. Uses pyahocorasick when installed (the fast path);
+    otherwise a pure-Python scan over phrases grouped by first word, so the core install needs no C extension."""
+
+    def __init__(self, table: dict[str, list[tuple[str, str]]]):
+        self.table = {p: tuple(dict.fromkeys(v)) for p, v in table.items()}
+        try:
+            import ahocorasick
+        except ImportError:
+            ahocorasick = None
+        if ahocorasick is not None:
+            a = ahocorasick.Automaton()
+            for phrase, payload in self.table.items():
+                a.add_word(phrase, (phrase, payload))
+            a.make_automaton()
+            self._ac = a
+        else:
+            self._ac = None
+            by_first: dict[str, list[str]] = defaultdict(list)
+            for phrase in self.table:
+                by_first[phrase.split()[0]].append(phrase)
+            self._by_first = dict(by_first)
+
+    def iter(self, norm: str):
+        """Yield (start offset, phrase, payloads) for every occurrence."""
+        if self._ac is not None:
+            for end, (phrase, payload) in self._ac.iter(norm):
+                yield end - len(phrase) + 1, phrase, payload
+            return
+        pos = 0
+        for w in norm.split(" "):
+            if w:
+                for phrase in self._by_first.get(w, ()):
+                    start = pos - 1
+                    if norm.startswith(phrase, start):
+                        yield start, phrase, self.table[phrase]
+            pos += len(w) + 1
+
+
+def _key(phrase: str) -> str | None:
+    n = normalize(phrase)
+    return n if n.strip() else None
+
+
+def _build(case: Case) -> CompiledCase:
+    table: dict[str, list[tuple[str, str]]] = defaultdict(list)
+
+    def add(phrases, kind: str, target: str) -> None:
+        for p in phrases:
+            k = _key(p)
+            if k:
+                table[k].append((kind, target))
+
+    # Which facts answer a concept: a fact answers its own keys; its SOCRATES leaves also answer the shared
+    # "pain.<leaf>" keys; parent keys reach it only when it is not sensitive (sensitive needs a direct question).
+    concept_facts: dict[str, list[str]] = defaultdict(list)
+    for f in case.facts:
+        keys = set()
+        for k in f.concepts:
+            keys.add(k)
+            if _leaf(k) in SOCRATES_LEAVES:
+                keys.add(f"pain.{_leaf(k)}")
+            if not f.sensitive:
+                parts = k.split(".")
+                keys.update(".".join(parts[:i]) for i in range(1, len(parts)))
+        for k in sorted(keys):
+            concept_facts[k].append(f.id)
+        add(f.synonyms, "fact", f.id)
+        add(f.lay_terms, "fact", f.id)
+    for key, (_, phrases) in lx.CONCEPTS.items():
+        add(phrases, "concept", key)
+
+    system_exams: dict[ExamSystem, list[str]] = defaultdict(list)
+    for e in case.exam:
+        add([*e.synonyms, e.name], "exam", e.id)
+        system_exams[e.system].append(e.id)
+    for system, (phrases, _) in lx.EXAM_SYSTEMS.items():
+        add(phrases, "system", system.value)
+    for t in case.tests:
+        add([*t.synonyms, t.name], "test", t.id)
+    for name, (phrases, _) in lx.TEST_CATALOG.items():
+        add([*phrases, name], "catalog", name)
+
+    for kind, phrases in (
+        ("greeting", lx.GREETING),
+        ("empathy", lx.EMPATHY),
+        ("goodbye", lx.GOODBYE),
+        ("rude", lx.RUDE),
+        ("dismissive", lx.DISMISSIVE),
+        ("open", lx.OPEN_QUESTION),
+        ("plan", lx.PLAN_CUES),
+        ("diagnosis", lx.DIAGNOSIS_CUES),
+        ("results", lx.RESULTS_ASK),
+        ("exam_verb", _EXAM_VERBS),
+        ("test_verb", _TEST_VERBS),
+        (
+            "asks_dx",
+            (
+                "what is your diagnosis",
+                "what's your diagnosis",
+                "what do you think i have",
+                "what is wrong with you",
+                "what's wrong with you",
+                "tell me your diagnosis",
+                "what's the diagnosis",
+                "what is the diagnosis",
+            ),
+        ),
+    ):
+        add(phrases, "intent", kind)
+
+    names = sorted({n.strip() for n in case.diagnosis.names if n.strip()}, key=len, reverse=True)
+    dx = re.compile("|".join(r"(?<![a-z0-9])" + re.escape(n.lower()) + r"(?![a-z0-9])" for n in names))
+
+    opening = set(normalize(case.opening_statement).split())
+    signature = {}
+    for f in case.facts:
+        toks = {t for t in normalize(f.patient_text).split() if len(t) > 2 and t not in _STOP}
+        signature[f.id] = frozenset(toks - opening)
+    # Distinctive numbers of each result (three or more characters: "1840", "11.2") and its 4-word runs.
+    numbers = {
+        t.id: frozenset(n for n in re.findall(r"\d+(?:\.\d+)?", t.value) if len(n) >= 3) for t in case.tests
+    }
+    grams = {}
+    for t in case.tests:
+        toks = normalize(t.value).split()
+        grams[t.id] = frozenset(" ".join(toks[i : i + 4]) for i in range(len(toks) - 3))
+
+    return CompiledCase(
+        case=case,
+        automaton=_Automaton(table),
+        concept_facts={k: tuple(dict.fromkeys(v)) for k, v in concept_facts.items()},
+        system_exams={k: tuple(v) for k, v in system_exams.items()},
+        diagnosis_pattern=dx,
+        fact_signature=signature,
+        test_numbers=numbers,
+        test_grams=grams,
+        facts={f.id: f for f in case.facts},
+        exams={e.id: e for e in case.exam},
+        tests={t.id: t for t in case.tests},
+    )
+
+
+_STOP = frozenset(
+    normalize(
+        "the and but for not you your yes was were have has had been with that this them they what when where which "
+        "who how its it's just really about like feel felt get got some any all one two now then there their our out "
+        "from into over very much more most little bit lot well good yeah okay dont didnt cant wont think know said "
+        "also too only even ever never always sometimes because since after before would could should can will did "
+        "does doing done make made take took thing things time day days week weeks month months year years ago "
+        "last first back right left mean sure doctor i'm i've i'd i'll it's that's there's haven't hasn't wasn't "
+        "isn't aren't weren't didn't doesn't don't won't can't couldn't wouldn't shouldn't i'm we're you're they're "
+        "he's she's my me mine myself him her she he we us an a of to in on at by or if so as no yes be am is are "
+        "than then these those here other another every each both either any anything something nothing"
+    ).split()
+)
+
+_CACHE: OrderedDict[int, tuple[Case, CompiledCase]] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+_CACHE_SIZE = 4096
+
+
+def compile_case(case: Case) -> CompiledCase:
+    """The compiled form of ``case``, built on first use and cached (keyed by object identity)."""
+    key = id(case)
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None and hit[0] is case:
+            _CACHE.move_to_end(key)
+            return hit[1]
+    compiled = _build(case)
+    with _CACHE_LOCK:
+        _CACHE[key] = (case, compiled)
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return compiled
+
+
+def _longest(matches):
+    """Drop content matches nested inside a longer content match ("allergies to medicines" beats "medicines").
+
+    Intent cues are kept regardless: "i'd like an ECG" must see both the order verb and the test name.
+    """
+    content, cues = [], []
+    for start, phrase, payload in matches:
+        (cues if all(k == "intent" for k, _ in payload) else content).append((start, phrase, payload))
+    content.sort(key=lambda m: (-len(m[1]), m[0]))
+    kept: list[tuple[int, int]] = []
+    out = []
+    for start, phrase, payload in content:
+        end = start + len(phrase)
+        if any(s <= start and end <= e for s, e in kept):
+            continue
+        kept.append((start, end))
+        out.append((start, phrase, payload))
+    return cues + out
+
+
+def _sentences(text: str) -> list[str]:
+    return [s for s in _SENTENCE_SPLIT.split(text) if s and s.strip()]
+
+
+def _parse(cc: CompiledCase, utterance: str) -> Intents:
+    if not isinstance(utterance, str):
+        raise TypeError(f"a doctor utterance must be a str, got {type(utterance).__name__}")
+    text = clean(utterance)
+    facts: dict[str, None] = {}
+    missing: dict[str, None] = {}
+    exams: dict[str, None] = {}
+    systems: dict[ExamSystem, None] = {}
+    tests: dict[str, None] = {}
+    catalog: dict[str, None] = {}
+    flags: set[str] = set()
+    diagnosis = plan = None
+    for raw in _sentences(text):
+        prefix = _PREFIX.match(raw)
+        forced = prefix.group(1).upper() if prefix else None
+        body = raw[prefix.end() :] if prefix else raw
+        norm = normalize(body)
+        hits: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        intents: set[str] = set()
+        for start, _phrase, payload in _longest(cc.automaton.iter(norm)):
+            for kind, target in payload:
+                if kind == "intent":
+                    intents.add(target)
+                else:
+                    hits[kind].append((start, target))
+        flags |= intents & {"greeting", "empathy", "goodbye", "rude", "open", "results", "asks_dx"}
+        exam_hits = hits["exam"] or hits["system"]
+        test_hits = hits["test"] or hits["catalog"]
+        is_exam = forced == "EXAM" or ("exam_verb" in intents and exam_hits and forced is None)
+        is_test = forced == "TEST" or (
+            "test_verb" in intents and test_hits and forced is None and not is_exam
+        )
+        if forced == "DIAGNOSIS" or (
+            forced is None
+            and "diagnosis" in intents
+            and "asks_dx" not in intents
+            and not body.rstrip().endswith("?")
+        ):
+            diagnosis = f"{diagnosis} {body.strip()}".strip() if diagnosis else body.strip()
+            continue
+        if forced == "PLAN" or (forced is None and "plan" in intents and not body.rstrip().endswith("?")):
+            plan = f"{plan} {body.strip()}".strip() if plan else body.strip()
+            continue
+        if is_exam:
+            case_exams = [t for _, t in hits["exam"]]
+            exams.update(dict.fromkeys(case_exams))
+            for _, sys_value in hits["system"]:
+                system = ExamSystem(sys_value)
+                found = cc.system_exams.get(system, ())
+                if found:
+                    exams.update(dict.fromkeys(found))
+                elif not case_exams:
+                    systems[system] = None
+            continue
+        if is_test:
+            tests.update(dict.fromkeys(t for _, t in hits["test"]))
+            # A catalog name counts only where no case test was named at the same place ("ECG" is both).
+            case_starts = {start for start, _ in hits["test"]}
+            catalog.update(dict.fromkeys(t for start, t in hits["catalog"] if start not in case_starts))
+            continue
+        if "dismissive" in intents:
+            continue
+        for _, fid in hits["fact"]:
+            facts[fid] = None
+        for _, key in hits["concept"]:
+            answered = cc.concept_facts.get(key, ())
+            if answered:
+                facts.update(dict.fromkeys(answered))
+            elif key in lx.CONCEPTS:
+                missing[key] = None
+    # A missing concept is not missing when a fact of the same topic was matched directly in the same turn.
+    asked_keys = {k for fid in facts for k in cc.facts[fid].concepts} if facts else set()
+    missing = {k: None for k in missing if k not in asked_keys}
+    jargon = tuple(dict.fromkeys(w for w in words(text) if w in lx.JARGON))
+    unmatched = not (facts or missing or exams or systems or tests or catalog or diagnosis or plan or flags)
+    return Intents(
+        facts=tuple(facts),
+        missing_concepts=tuple(missing),
+        exams=tuple(exams),
+        normal_systems=tuple(systems),
+        tests=tuple(tests),
+        catalog_tests=tuple(catalog),
+        diagnosis=diagnosis,
+        plan=plan,
+        greeting="greeting" in flags,
+        empathy="empathy" in flags,
+        goodbye="goodbye" in flags,
+        rude="rude" in flags,
+        open_question="open" in flags,
+        asks_results="results" in flags,
+        asks_diagnosis="asks_dx" in flags,
+        jargon=jargon,
+        unmatched=unmatched,
+    )
