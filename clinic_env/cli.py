@@ -28,6 +28,8 @@ app = typer.Typer(
 )
 cases_app = typer.Typer(help="Inspect, validate and summarise case files.", no_args_is_help=True)
 app.add_typer(cases_app, name="cases")
+patient_app = typer.Typer(help="The patient simulator: audit it, or talk to it.", no_args_is_help=True)
+app.add_typer(patient_app, name="patient")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -148,6 +150,78 @@ def cases_stats(
         sys.stdout.write(json.dumps(stats, indent=2) + "\n")
     else:
         print_stats_tables(stats)
+
+
+def _backend(spec: str):
+    if spec == "rule":
+        return "rule"
+    from .llm import load_chat_model
+
+    try:
+        return load_chat_model(spec)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        err_console.print(f"[red]cannot load the patient model[/red]: {exc}")
+        raise typer.Exit(2) from None
+
+
+@patient_app.command("audit")
+def patient_audit(
+    cases: Annotated[str, typer.Option(help="'builtin', a case file or a folder.")] = "builtin",
+    backend: Annotated[
+        str, typer.Option(help="'rule', or a model spec (hf:PATH, openai:MODEL@URL, vllm:PATH).")
+    ] = "rule",
+    seed: Annotated[int, typer.Option(help="Seed for the scripted doctors and the patient.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Privacy, Fact and Personification of the simulator under scripted and adversarial doctors."""
+    from .patient.audit import audit
+
+    loaded = _load_or_exit(cases)
+    result = audit(loaded, backend=_backend(backend), seed=seed, progress=not as_json)
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    table = Table(
+        title=f"patient audit: {result['n_cases']} cases, {result['n_turns']} turns, backend {result['backend']}"
+    )
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k in ("privacy", "fact", "personification"):
+        table.add_row(k, f"{result[k]:.4f}")
+    console.print(table)
+    for k, v in result["failures"].items():
+        console.print(f"  failed {k}: {v}", markup=False)
+
+
+@patient_app.command("chat")
+def patient_chat(
+    case_id: Annotated[str, typer.Argument(help="Case id, e.g. card-inferior-stemi-pde5.")],
+    cases: Annotated[str, typer.Option(help="'builtin', a case file or a folder.")] = "builtin",
+    backend: Annotated[str, typer.Option(help="'rule' or a model spec.")] = "rule",
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Talk to the patient yourself (type EXAM:, TEST:, DIAGNOSIS:, PLAN: for the structured channel)."""
+    from .patient import PatientSimulator
+
+    loaded = _load_or_exit(cases)
+    try:
+        case = loaded.get(case_id)
+    except KeyError as exc:
+        err_console.print(str(exc.args[0]))
+        raise typer.Exit(2) from None
+    sim = PatientSimulator(_backend(backend))
+    console.print(f"[bold]{case.persona.name}[/bold]: {sim.reset(case, seed)}", highlight=False)
+    while not sim.done:
+        try:
+            line = console.input("[cyan]doctor> [/cyan]")
+        except (EOFError, KeyboardInterrupt):
+            break
+        turn = sim.respond(line)
+        console.print(f"[bold]{case.persona.name}[/bold]: {turn.text}", highlight=False)
+        for x in turn.examiner:
+            console.print(f"  [dim]examiner:[/dim] {x}", highlight=False)
+    if sim.turns and sim.turns[-1].reason:
+        console.print(f"[dim]ended: {sim.turns[-1].reason}[/dim]")
 
 
 @app.command("demo")

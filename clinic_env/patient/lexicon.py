@@ -765,6 +765,8 @@ EXAM_SYSTEMS: dict[ExamSystem, tuple[tuple[str, ...], str]] = {
     ),
     ExamSystem.cardiovascular: (
         (
+            "heart",
+            "cardiac",
             "listen to your heart",
             "heart sounds",
             "cardiovascular",
@@ -778,6 +780,9 @@ EXAM_SYSTEMS: dict[ExamSystem, tuple[tuple[str, ...], str]] = {
     ),
     ExamSystem.respiratory: (
         (
+            "chest",
+            "lungs",
+            "respiratory",
             "listen to your chest",
             "listen to your lungs",
             "chest exam",

@@ -225,16 +225,16 @@ def _build(case: Case) -> CompiledCase:
             if k:
                 table[k].append((kind, target))
 
-    # Which facts answer a concept: a fact answers its own keys; its SOCRATES leaves also answer the shared
-    # "pain.<leaf>" keys; parent keys reach it only when it is not sensitive (sensitive needs a direct question).
+    # Which facts answer a concept: a fact answers its own keys; when it is not sensitive, its SOCRATES leaves also
+    # answer the shared "pain.<leaf>" keys and its parent keys reach it (sensitive needs a direct question).
     concept_facts: dict[str, list[str]] = defaultdict(list)
     for f in case.facts:
         keys = set()
         for k in f.concepts:
             keys.add(k)
-            if _leaf(k) in SOCRATES_LEAVES:
-                keys.add(f"pain.{_leaf(k)}")
-            if not f.sensitive:
+            if not f.sensitive:  # shared aliases and parents widen reach: never for a sensitive fact
+                if _leaf(k) in SOCRATES_LEAVES:
+                    keys.add(f"pain.{_leaf(k)}")
                 parts = k.split(".")
                 keys.update(".".join(parts[:i]) for i in range(1, len(parts)))
         for k in sorted(keys):
