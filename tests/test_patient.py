@@ -305,3 +305,27 @@ def test_every_library_case_answers_a_generic_script_cleanly(cases):
             assert t.violations == (), (case.id, q, t.text, t.violations)
             if t.terminated or t.truncated:
                 break
+
+
+def test_pure_python_matcher_agrees_with_pyahocorasick(cases, monkeypatch):
+    """The fallback used when pyahocorasick is absent gives the same understanding."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from clinic_env.patient import understanding as u
+
+    data = Path(__file__).parent / "data" / "doctor_questions.jsonl"
+    questions = [json.loads(x) for x in data.read_text().splitlines() if x.strip()][:150]
+    questions += [{"case_id": REF, "question": q} for q in ATTACKS + SCRIPT]
+    fast = {
+        id(q): u._build(cases[q["case_id"]]).parse(q["question"]) for q in questions if q["case_id"] in cases
+    }
+    monkeypatch.setitem(sys.modules, "ahocorasick", None)  # import now fails -> pure-Python scan
+    slow_cc = {}
+    for q in questions:
+        if q["case_id"] not in cases:
+            continue
+        cc = slow_cc.setdefault(q["case_id"], u._build(cases[q["case_id"]]))
+        assert cc.automaton._ac is None
+        assert cc.parse(q["question"]) == fast[id(q)], q["question"]
