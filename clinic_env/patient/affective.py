@@ -135,9 +135,10 @@ class AffectiveRenderer:
         self._concerns_left = list(persona.concerns)
         self._requests_left = list(persona.requests)
 
-    def _take(self, pool: list[str]) -> str | None:
+    def _take(self, pool: list[str], said: list[str]) -> str | None:
+        """The first line of ``pool`` that, added to what is already said this turn, passes ``allow``."""
         for i, text in enumerate(pool):
-            if self.allow(text):
+            if self.allow(" ".join([*said, text])):
                 return pool.pop(i)
         return None
 
@@ -228,7 +229,7 @@ class AffectiveRenderer:
             if self.axes.wants_plan and not terse:
                 parts.append(self._pick(WANT_TIMELINE))
                 markers.append("wants_timeline")
-            request = self._take(self._requests_left)
+            request = self._take(self._requests_left, parts)
             if request:
                 parts.append(request)
                 markers.append("states_request")
@@ -241,7 +242,7 @@ class AffectiveRenderer:
                 or diagnosis_given
             )
         )
-        concern = self._take(self._concerns_left) if voice_concern else None
+        concern = self._take(self._concerns_left, parts) if voice_concern else None
         if concern:
             parts.append(concern)
             markers.append("voices_concern")

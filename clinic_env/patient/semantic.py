@@ -11,12 +11,24 @@ carries its weights, so nothing is downloaded.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from . import lexicon as lx
 from .understanding import CompiledCase, Intents, _sentences
+
+_CLAUSE_SPLIT = re.compile(r",|;|\band\b|\bor\b|\balso\b", re.IGNORECASE)
+
+
+def _clauses(text: str) -> list[str]:
+    """Sentences cut further at commas and conjunctions: multi-part questions often hide one part from the lexicon."""
+    out = []
+    for sent in _sentences(text):
+        parts = [p.strip() for p in _CLAUSE_SPLIT.split(sent)]
+        out += [p for p in parts if len(p.split()) >= 2]
+    return out
 
 
 def default_model_path() -> Path:
@@ -84,7 +96,7 @@ class SemanticMatcher:
     def augment(self, cc: CompiledCase, utterance: str, intents: Intents) -> Intents:
         """``intents`` plus facts the embeddings find in sentences the lexicon understood nothing in."""
         todo = []
-        for s in _sentences(utterance):
+        for s in _clauses(utterance):
             i = cc.parse(s)
             if i.unmatched or (
                 not i.facts

@@ -55,6 +55,36 @@ UNSURE_CONCEPTS = frozenset(
     }
 )
 
+_STRONG_EXAM_VERBS = (
+    "check her",
+    "check his",
+    "take her",
+    "take his",
+    "see how",
+    "examine",
+    "listen to",
+    "have a listen",
+    "have a look",
+    "look at",
+    "look in",
+    "feel your",
+    "feel the",
+    "feel his",
+    "feel her",
+    "press on",
+    "auscultate",
+    "palpate",
+    "inspect",
+    "shine a light",
+    "let me see",
+    "do an examination",
+    "test your reflexes",
+    "test your strength",
+    "monitor",
+    "set of obs",
+    "set of observations",
+    "exam:",
+)
 _EXAM_VERBS = (
     "examine",
     "listen to",
@@ -232,6 +262,7 @@ def _build(case: Case) -> CompiledCase:
         keys = set()
         for k in f.concepts:
             keys.add(k)
+            keys.update(lx.ALIASES.get(k, ()))  # equivalent shared keys (allowed for sensitive facts too)
             if not f.sensitive:  # shared aliases and parents widen reach: never for a sensitive fact
                 if _leaf(k) in SOCRATES_LEAVES:
                     keys.add(f"pain.{_leaf(k)}")
@@ -252,8 +283,16 @@ def _build(case: Case) -> CompiledCase:
         add(phrases, "system", system.value)
     for t in case.tests:
         add([*t.synonyms, t.name], "test", t.id)
+    # A catalog test the case also lists (same name or a shared phrase) releases the case's result.
+    case_test_keys = {t.id: {_key(p) for p in (*t.synonyms, t.name)} - {None} for t in case.tests}
     for name, (phrases, _) in lx.TEST_CATALOG.items():
-        add([*phrases, name], "catalog", name)
+        keys = {_key(p) for p in (*phrases, name)} - {None}
+        same = [tid for tid, tk in case_test_keys.items() if keys & tk]
+        for p in (*phrases, name):
+            for tid in same:
+                add([p], "test", tid)
+            if not same:
+                add([p], "catalog", name)
 
     for kind, phrases in (
         ("greeting", lx.GREETING),
@@ -266,6 +305,7 @@ def _build(case: Case) -> CompiledCase:
         ("diagnosis", lx.DIAGNOSIS_CUES),
         ("results", lx.RESULTS_ASK),
         ("exam_verb", _EXAM_VERBS),
+        ("strong_exam_verb", _STRONG_EXAM_VERBS),
         ("test_verb", _TEST_VERBS),
         (
             "asks_dx",
@@ -402,9 +442,15 @@ def _parse(cc: CompiledCase, utterance: str) -> Intents:
         flags |= intents & {"greeting", "empathy", "goodbye", "rude", "open", "results", "asks_dx"}
         exam_hits = hits["exam"] or hits["system"]
         test_hits = hits["test"] or hits["catalog"]
-        is_exam = forced == "EXAM" or ("exam_verb" in intents and exam_hits and forced is None)
+        # A sentence may both examine and order ("check your pulse and send a blood count"). Generic verbs
+        # ("check", "take") examine only when no test is named; strong ones ("listen to") always do.
         is_test = forced == "TEST" or (
-            "test_verb" in intents and test_hits and forced is None and not is_exam
+            forced is None and bool(test_hits) and ("test_verb" in intents or "exam_verb" in intents)
+        )
+        is_exam = forced == "EXAM" or (
+            forced is None
+            and bool(exam_hits)
+            and ("strong_exam_verb" in intents or ("exam_verb" in intents and not is_test))
         )
         if forced == "DIAGNOSIS" or (
             forced is None
@@ -420,25 +466,32 @@ def _parse(cc: CompiledCase, utterance: str) -> Intents:
         if is_exam:
             case_exams = [t for _, t in hits["exam"]]
             exams.update(dict.fromkeys(case_exams))
-            for _, sys_value in hits["system"]:
+            test_starts = {start for start, _ in hits["test"]} if is_test else set()
+            for start, sys_value in hits["system"]:
+                if start in test_starts:
+                    continue  # "thyroid" named as a test is not a request to examine the thyroid
                 system = ExamSystem(sys_value)
                 found = cc.system_exams.get(system, ())
                 if found:
                     exams.update(dict.fromkeys(found))
                 elif not case_exams:
                     systems[system] = None
-            continue
         if is_test:
             tests.update(dict.fromkeys(t for _, t in hits["test"]))
-            # A catalog name counts only where no case test was named at the same place ("ECG" is both).
-            case_starts = {start for start, _ in hits["test"]}
-            catalog.update(dict.fromkeys(t for start, t in hits["catalog"] if start not in case_starts))
+            catalog.update(dict.fromkeys(t for _, t in hits["catalog"]))
+        if is_exam or is_test:
             continue
         if "dismissive" in intents:
             continue
-        for _, fid in hits["fact"]:
+        fact_hits = [fid for _, fid in hits["fact"]]
+        concept_hits = [key for _, key in hits["concept"]]
+        if "family_history" in concept_hits or any(cc.facts[f].category.value == "family" for f in fact_hits):
+            # "Does anyone in your family have heart trouble?" asks about the family, not the patient.
+            fact_hits = [f for f in fact_hits if cc.facts[f].category.value == "family"]
+            concept_hits = [k for k in concept_hits if k.startswith("family_history")]
+        for fid in fact_hits:
             facts[fid] = None
-        for _, key in hits["concept"]:
+        for key in concept_hits:
             answered = cc.concept_facts.get(key, ())
             if answered:
                 facts.update(dict.fromkeys(answered))
