@@ -1480,7 +1480,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "eating": ("appetite",),
     "nausea_vomiting": ("nausea", "vomiting"),
 }
-DISMISSIVE = DISMISSIVE + (
+DISMISSIVE = (
+    *DISMISSIVE,
     "let's not",
     "lets not",
     "we don't need to",
