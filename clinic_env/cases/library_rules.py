@@ -19,10 +19,11 @@ MIN_DIFFERENTIAL = 3
 
 
 def _mentions(text: str, name: str) -> bool:
-    return (
-        re.search(r"(?<![A-Za-z0-9])" + re.escape(name.lower()) + r"(?![A-Za-z0-9])", text.lower())
-        is not None
-    )
+    # Short all-caps abbreviations match case-sensitively: "MS" is not the "ms" of "120 ms".
+    if len(name) <= 3 and name.isupper():
+        return re.search(r"(?<![A-Za-z0-9])" + re.escape(name) + r"(?![A-Za-z0-9])", text) is not None
+    pattern = r"(?<![A-Za-z0-9])" + re.escape(name.lower()) + r"(?![A-Za-z0-9])"
+    return re.search(pattern, text.lower()) is not None
 
 
 def library_problems(case: Case, *, file_stem: str | None = None) -> list[tuple[str, str]]:
@@ -71,6 +72,16 @@ def library_problems(case: Case, *, file_stem: str | None = None) -> list[tuple[
         for i, f in enumerate(case.facts):
             if _mentions(f.patient_text, name):
                 p.append((f"facts.{i}.patient_text", f"names the diagnosis {name!r}"))
+    # Findings and results are what was measured; naming the answer is the doctor's job (interpretation may).
+    for name in case.diagnosis.names:
+        for i, e in enumerate(case.exam):
+            if _mentions(e.finding, name):
+                p.append(
+                    (f"exam.{i}.finding", f"names the diagnosis {name!r}; describe what is found instead")
+                )
+        for i, t in enumerate(case.tests):
+            if _mentions(t.value, name):
+                p.append((f"tests.{i}.value", f"names the diagnosis {name!r}; describe the result instead"))
     essential_ids = {f.id for f in case.essential_facts}
     volunteered = essential_ids & set(case.opening_facts)
     if volunteered and len(volunteered) == len(essential_ids):
