@@ -28,6 +28,8 @@ app = typer.Typer(
 )
 cases_app = typer.Typer(help="Inspect, validate and summarise case files.", no_args_is_help=True)
 app.add_typer(cases_app, name="cases")
+rubric_app = typer.Typer(help="Rubrics: show a case's rubric, grade a transcript.", no_args_is_help=True)
+app.add_typer(rubric_app, name="rubric")
 patient_app = typer.Typer(help="The patient simulator: audit it, or talk to it.", no_args_is_help=True)
 app.add_typer(patient_app, name="patient")
 
@@ -222,6 +224,152 @@ def patient_chat(
             console.print(f"  [dim]examiner:[/dim] {x}", highlight=False)
     if sim.turns and sim.turns[-1].reason:
         console.print(f"[dim]ended: {sim.turns[-1].reason}[/dim]")
+
+
+@rubric_app.command("show")
+def rubric_show(
+    case_id: Annotated[str, typer.Argument(help="Case id.")],
+    cases: Annotated[str, typer.Option(help="'builtin', a case file or a folder.")] = "builtin",
+    seed: Annotated[int, typer.Option(help="Seed for the criterion wording.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rubric as JSON.")] = False,
+    healthbench: Annotated[
+        bool, typer.Option(help="Print HealthBench-style items (criterion, points, tags).")
+    ] = False,
+) -> None:
+    """The rule-generated rubric of one case."""
+    from .rubrics import RuleRubricGenerator
+
+    loaded = _load_or_exit(cases)
+    try:
+        case = loaded.get(case_id)
+    except KeyError as exc:
+        err_console.print(str(exc.args[0]))
+        raise typer.Exit(2) from None
+    rubric = RuleRubricGenerator().generate(case, seed=seed)
+    if healthbench:
+        sys.stdout.write(json.dumps(rubric.to_healthbench(), indent=2) + "\n")
+    elif as_json:
+        sys.stdout.write(rubric.model_dump_json(indent=2) + "\n")
+    else:
+        table = Table(
+            title=f"rubric for {case.id} ({len(rubric.criteria)} criteria, {rubric.max_points} positive points)"
+        )
+        for col in ("id", "points", "axis", "dimension", "criterion"):
+            table.add_column(col)
+        for c in rubric.criteria:
+            table.add_row(c.id, str(c.points), c.axis.value, c.dimension.value, c.text)
+        console.print(table)
+
+
+@rubric_app.command("grade")
+def rubric_grade(
+    case_id: Annotated[str, typer.Argument(help="Case id.")],
+    transcript: Annotated[
+        Path, typer.Argument(help="JSON list of {role: doctor|patient, content} messages.")
+    ],
+    cases: Annotated[str, typer.Option(help="'builtin', a case file or a folder.")] = "builtin",
+    seed: Annotated[int, typer.Option()] = 0,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Grade a transcript against the case's rubric with the rule verifier."""
+    from .rubrics import RuleRubricGenerator, RuleVerifier, Transcript, score_grades
+
+    loaded = _load_or_exit(cases)
+    try:
+        case = loaded.get(case_id)
+        messages = json.loads(transcript.read_text(encoding="utf-8"))
+        tr = Transcript.from_messages(messages)
+        rubric = RuleRubricGenerator().generate(case, seed=seed)
+        grades = RuleVerifier().grade(case, rubric, tr)
+    except (KeyError, OSError, json.JSONDecodeError, TypeError, ValueError) as exc:
+        err_console.print(f"[red]cannot grade[/red]: {exc}")
+        raise typer.Exit(2) from None
+    metrics = score_grades(rubric, grades)
+    if as_json:
+        out = {
+            "case_id": case.id,
+            "score": metrics["overall_score"],
+            "metrics": metrics,
+            "grades": [g.__dict__ for g in grades],
+        }
+        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+        return
+    by_id = {c.id: c for c in rubric.criteria}
+    for g in grades:
+        c = by_id[g.criterion_id]
+        mark = "[green]met[/green]" if g.met else "[dim]not met[/dim]"
+        console.print(f"{mark:>22} [{c.points:+d}] {c.text}  [dim]({g.explanation})[/dim]")
+    console.print(f"[bold]score {metrics['overall_score']:.3f}[/bold]")
+
+
+@app.command("healthbench")
+def healthbench(
+    data: Annotated[Path, typer.Option(help="HealthBench JSONL (full, hard or consensus), a local file.")],
+    grader: Annotated[
+        str, typer.Option(help="llm:MODEL_SPEC (e.g. llm:openai:gpt-4.1@URL) or replay:LABELS.jsonl")
+    ],
+    out: Annotated[Path, typer.Option(help="Output folder: results.jsonl, errors.jsonl, summary.json.")],
+    policy: Annotated[
+        str | None, typer.Option(help="The model under test: hf:PATH, openai:MODEL@URL, vllm:PATH.")
+    ] = None,
+    responses: Annotated[
+        Path | None, typer.Option(help="Precomputed responses JSONL (prompt_id, response).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N examples.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Examples per batched policy/grader call.")] = 16,
+    max_retries: Annotated[int, typer.Option(help="Grader retries on unparsable JSON (bounded).")] = 3,
+) -> None:
+    """Evaluate a policy (or precomputed responses) on HealthBench, scored exactly like simple-evals."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from .rubrics.healthbench import load_responses, run_healthbench
+    from .rubrics.verify import LLMVerifier, ReplayGrader
+
+    if (policy is None) == (responses is None):
+        err_console.print("give exactly one of --policy or --responses")
+        raise typer.Exit(2)
+    try:
+        if grader.startswith("replay:"):
+            judge = ReplayGrader(grader.removeprefix("replay:"))
+        elif grader.startswith("llm:"):
+            from .llm import load_chat_model
+
+            judge = LLMVerifier(
+                load_chat_model(grader.removeprefix("llm:")), max_retries=max_retries, consultation=False
+            )
+        else:
+            raise ValueError(f"--grader must start with 'llm:' or 'replay:', got {grader!r}")
+        model = None
+        if policy is not None:
+            from .llm import load_chat_model
+
+            model = load_chat_model(policy)
+        resp = load_responses(responses) if responses is not None else None
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+        ) as bar:
+            task = bar.add_task("grading", total=None)
+            summary = run_healthbench(
+                data,
+                out,
+                grader=judge,
+                policy=model,
+                responses=resp,
+                limit=limit,
+                batch_size=batch_size,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+    except (ValueError, FileNotFoundError, ImportError, KeyError) as exc:
+        err_console.print(f"[red]healthbench failed[/red]: {exc}")
+        raise typer.Exit(2) from None
+    console.print(
+        f"score {summary.get('score', float('nan')):.4f} over {summary['n_examples']} examples "
+        f"({summary['n_input_errors']} input lines skipped, see {out / 'errors.jsonl'}); wrote {out / 'summary.json'}"
+    )
 
 
 @app.command("demo")

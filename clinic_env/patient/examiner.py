@@ -29,7 +29,7 @@ def test_line(cc: CompiledCase, test_id: str) -> str:
     line = f"{t.name}: {value}"
     if t.normal_range:
         line += f" (reference {t.normal_range})"
-    if t.interpretation and not cc.diagnosis_pattern.search(t.interpretation.lower()):
+    if t.interpretation and not cc.find_diagnosis(t.interpretation):
         line += f". {t.interpretation}"
     return line
 

@@ -69,10 +69,13 @@ class FactUnit:
         allowed = set(self.disclosed) if allowed is None else allowed
         out: list[Violation] = []
         low = reply.lower()
-        for m in self.cc.diagnosis_pattern.finditer(low):
+        names = [m.group(0) for m in self.cc.diagnosis_pattern.finditer(low)]
+        if self.cc.diagnosis_abbrev is not None:
+            names += [m.group(0) for m in self.cc.diagnosis_abbrev.finditer(reply)]
+        for name in names:
             # Repeating a name the doctor has already said is hearing, not leaking.
-            if not set(words(m.group(0))) <= doctor_words:
-                out.append(Violation("diagnosis", f"names the diagnosis ({m.group(0)!r})"))
+            if not set(words(name)) <= doctor_words:
+                out.append(Violation("diagnosis", f"names the diagnosis ({name!r})"))
                 break
         reply_tokens = set(normalize(reply).split())
         allowed_tokens: set[str] = set()

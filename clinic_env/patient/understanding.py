@@ -190,7 +190,8 @@ class CompiledCase:
     automaton: object = field(repr=False)
     concept_facts: dict[str, tuple[str, ...]] = field(repr=False)
     system_exams: dict[ExamSystem, tuple[str, ...]] = field(repr=False)
-    diagnosis_pattern: re.Pattern[str] = field(repr=False)
+    diagnosis_pattern: re.Pattern[str] = field(repr=False)  # on lower-cased text
+    diagnosis_abbrev: re.Pattern[str] | None = field(repr=False)  # short all-caps names, on the original text
     fact_signature: dict[str, frozenset[str]] = field(repr=False)
     test_numbers: dict[str, frozenset[str]] = field(repr=False)
     test_grams: dict[str, frozenset[str]] = field(repr=False)
@@ -200,6 +201,14 @@ class CompiledCase:
 
     def parse(self, utterance: str) -> Intents:
         return _parse(self, utterance)
+
+    def find_diagnosis(self, text: str) -> str | None:
+        """The first diagnosis name or synonym in ``text``, if any."""
+        m = self.diagnosis_pattern.search(text.lower())
+        if m:
+            return m.group(0)
+        m = self.diagnosis_abbrev.search(text) if self.diagnosis_abbrev else None
+        return m.group(0) if m else None
 
 
 class _Automaton:
@@ -324,7 +333,16 @@ def _build(case: Case) -> CompiledCase:
         add(phrases, "intent", kind)
 
     names = sorted({n.strip() for n in case.diagnosis.names if n.strip()}, key=len, reverse=True)
-    dx = re.compile("|".join(r"(?<![a-z0-9])" + re.escape(n.lower()) + r"(?![a-z0-9])" for n in names))
+    # Full names match case-insensitively; short all-caps abbreviations ("MS", "AF", "TB") only as written, so
+    # the "ms" of "120 ms" is not a diagnosis.
+    short = [n for n in names if len(n) <= 3 and n.isupper()]
+    long_names = [n for n in names if n not in short] or names
+    abbrev = (
+        re.compile("|".join(r"(?<![A-Za-z0-9])" + re.escape(n) + r"(?![A-Za-z0-9])" for n in short))
+        if short
+        else None
+    )
+    dx = re.compile("|".join(r"(?<![a-z0-9])" + re.escape(n.lower()) + r"(?![a-z0-9])" for n in long_names))
 
     opening = set(normalize(case.opening_statement).split())
     signature = {}
@@ -346,6 +364,7 @@ def _build(case: Case) -> CompiledCase:
         concept_facts={k: tuple(dict.fromkeys(v)) for k, v in concept_facts.items()},
         system_exams={k: tuple(v) for k, v in system_exams.items()},
         diagnosis_pattern=dx,
+        diagnosis_abbrev=abbrev,
         fact_signature=signature,
         test_numbers=numbers,
         test_grams=grams,

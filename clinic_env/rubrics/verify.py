@@ -1,0 +1,421 @@
+"""Verifiers: grade each rubric criterion against a consultation transcript.
+
+* :class:`RuleVerifier` evaluates each criterion's machine-checkable ``check``. It reads only the doctor's turns,
+  re-derives what was asked, examined and ordered with the patient's own understanding of each turn (so any
+  transcript can be graded, not only ours), handles negation ("no signs of X" is not X; "avoid nitrates" does not
+  recommend nitrates) and order ("before the diagnosis", "in the closing turns").
+* :class:`LLMVerifier` grades HealthBench style: one prompt per criterion, JSON ``{"explanation",
+  "criteria_met"}``, bounded retries, all requests of a batch in one ``ChatModel.generate`` call, grouped so that
+  requests sharing a transcript sit together (prefix-cache friendly on vLLM).
+* :class:`ReplayGrader` reads ``criteria_met`` labels from a JSONL file (cached grades, grading done elsewhere).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clinic_env.cases.schema import Case
+from clinic_env.patient import lexicon as lx
+from clinic_env.patient.text import normalize, words
+from clinic_env.patient.understanding import compile_case
+
+from .schema import Check, Criterion, Rubric
+from .scoring import example_metrics
+
+DOCTOR_ROLES = frozenset({"doctor", "assistant"})
+PATIENT_ROLES = frozenset({"patient", "user"})
+
+_CLAUSE = re.compile(r"[,;:()\n]|\bbut\b|\bhowever\b|\balthough\b|\bwhereas\b|\binstead\b", re.IGNORECASE)
+_SENT = re.compile(r"(?<=[.!?])\s+")
+_NEG_BEFORE = tuple(
+    normalize(x)
+    for x in (
+        "no",
+        "not",
+        "don't",
+        "do not",
+        "never",
+        "without",
+        "avoid",
+        "rule out",
+        "ruled out",
+        "exclude",
+        "excluded",
+        "unlikely",
+        "isn't",
+        "is not",
+        "doesn't",
+        "won't",
+        "shouldn't",
+        "should not",
+        "must not",
+        "mustn't",
+        "cannot",
+        "can't",
+        "rather than",
+        "instead of",
+        "stop",
+        "hold",
+        "withhold",
+        "no sign of",
+        "no signs of",
+        "no evidence of",
+        "negative for",
+        "less likely",
+        "wouldn't",
+        "would not",
+        "nor",
+    )
+)
+_NEG_AFTER = tuple(
+    normalize(x)
+    for x in (
+        "contraindicated",
+        "not safe",
+        "is not",
+        "are not",
+        "isn't",
+        "aren't",
+        "should be avoided",
+        "must be avoided",
+        "avoid",
+        "not recommended",
+        "not suitable",
+        "is dangerous",
+        "not an option",
+        "unlikely",
+        "ruled out",
+        "excluded",
+        "not indicated",
+    )
+)
+
+
+@dataclass(frozen=True)
+class Grade:
+    criterion_id: str
+    met: bool
+    explanation: str = ""
+
+
+@dataclass
+class Transcript:
+    """A consultation as alternating doctor/patient turns (roles ``doctor``/``patient``)."""
+
+    turns: list[tuple[str, str]] = field(default_factory=list)
+
+    @classmethod
+    def from_messages(
+        cls, messages: Sequence[Mapping[str, str]], *, doctor_role: str = "doctor"
+    ) -> Transcript:
+        """From chat messages. ``doctor_role`` names the doctor's role ("assistant" when the doctor is the model)."""
+        turns = []
+        for i, m in enumerate(messages):
+            if not isinstance(m, Mapping) or "role" not in m or "content" not in m:
+                raise TypeError(f"message {i} must be a mapping with 'role' and 'content', got {m!r:.80}")
+            role = m["role"]
+            if role == "system":
+                continue
+            if role == doctor_role or (doctor_role == "doctor" and role == "doctor"):
+                turns.append(("doctor", str(m["content"])))
+            else:
+                turns.append(("patient", str(m["content"])))
+        return cls(turns)
+
+    @property
+    def doctor_turns(self) -> list[str]:
+        return [t for r, t in self.turns if r == "doctor"]
+
+
+def _clauses(text: str) -> list[str]:
+    out = []
+    for sent in _SENT.split(text):
+        out += [c for c in _CLAUSE.split(sent) if c and c.strip()]
+    return out
+
+
+def mentions(text: str, terms: Sequence[str]) -> list[tuple[str, bool]]:
+    """Each term occurrence in ``text`` as ``(term, negated)``, clause by clause."""
+    found = []
+    keys = [(t, normalize(t)) for t in terms if normalize(t).strip()]
+    for clause in _clauses(text):
+        norm = normalize(clause)
+        for term, key in keys:
+            pos = norm.find(key)
+            if pos < 0:
+                continue
+            before, after = norm[: pos + 1], norm[pos + len(key) - 1 :]
+            negated = any(cue in before for cue in _NEG_BEFORE) or any(cue in after for cue in _NEG_AFTER)
+            found.append((term, negated))
+    return found
+
+
+def says(text: str, terms: Sequence[str]) -> bool:
+    """Whether ``text`` mentions any of ``terms`` affirmatively (at least once not negated)."""
+    return any(not neg for _, neg in mentions(text, terms))
+
+
+class _Analysis:
+    """What the doctor did in a transcript, derived once and shared by every criterion."""
+
+    def __init__(self, case: Case, transcript: Transcript):
+        cc = compile_case(case)
+        self.doctor = transcript.doctor_turns
+        self.asked_at: dict[str, int] = {}
+        self.exams: set[str] = set()
+        self.tests: set[str] = set()
+        self.catalog: set[str] = set()
+        self.closing_from: int | None = None
+        self.diagnosis_at: int | None = None
+        dx_names = case.diagnosis.names
+        for i, turn in enumerate(self.doctor):
+            it = cc.parse(turn)
+            for f in it.facts:
+                self.asked_at.setdefault(f, i)
+            self.exams.update(it.exams)
+            self.tests.update(it.tests)
+            self.catalog.update(it.catalog_tests)
+            gives_dx = it.diagnosis is not None or (says(turn, dx_names) and "?" not in turn)
+            if gives_dx and self.diagnosis_at is None:
+                self.diagnosis_at = i
+            if (gives_dx or it.plan is not None) and self.closing_from is None:
+                self.closing_from = i
+        self.all_text = "\n".join(self.doctor)
+        self.closing_text = (
+            "\n".join(self.doctor[self.closing_from :]) if self.closing_from is not None else ""
+        )
+
+
+def evaluate(check: Check, a: _Analysis) -> tuple[bool, str]:
+    t = check.type
+    if t in ("asked", "examined", "ordered"):
+        have = set(a.asked_at) if t == "asked" else a.exams if t == "examined" else a.tests
+        hit = [i for i in check.ids if i in have]
+        met = bool(hit) if check.mode == "any" else len(hit) == len(check.ids)
+        return met, f"{t}: {', '.join(hit) or 'none'} of {', '.join(check.ids)}"
+    text = a.closing_text if check.phase == "closing" else a.all_text
+    if t == "says":
+        found = mentions(text, check.terms)
+        yes = sorted({term for term, neg in found if not neg})
+        blocked = (
+            sorted({term for term, neg in mentions(text, check.unless) if not neg}) if check.unless else []
+        )
+        met = bool(yes) and not blocked
+        why = f"said {yes}" if yes else "not said" + (" (only negated)" if found else "")
+        return met, why + (f"; but also {blocked}" if blocked else "")
+    if t == "says_each":
+        missing = [g[0] for g in check.groups if not says(text, g)]
+        return not missing, "all parts said" if not missing else f"missing: {missing}"
+    if t == "diagnosis_before_asking":
+        if a.diagnosis_at is None:
+            return False, "no diagnosis given"
+        first = min((a.asked_at[i] for i in check.ids if i in a.asked_at), default=None)
+        met = first is None or a.diagnosis_at < first
+        return met, f"diagnosis at doctor turn {a.diagnosis_at + 1}, first essential question at " + (
+            "never" if first is None else f"turn {first + 1}"
+        )
+    if t == "tests_beyond":
+        extra = sorted((a.tests - set(check.allowed)) | a.catalog)
+        return len(extra) > check.limit, f"{len(extra)} tests beyond the needed ones ({', '.join(extra[:6])})"
+    if t == "plain_language":
+        if a.closing_from is None:
+            return False, "no explanation of a diagnosis or plan"
+        jargon = sorted({w for w in words(a.closing_text) if w in lx.JARGON})
+        return len(jargon) <= check.limit, f"jargon in the explanation: {jargon or 'none'}"
+    raise ValueError(f"unknown check type {t!r}")
+
+
+class RuleVerifier:
+    """Grades criteria with a ``check``; criteria without one are reported not met, with the reason."""
+
+    name = "rule"
+
+    def grade(self, case: Case, rubric: Rubric, transcript: Transcript) -> list[Grade]:
+        if not transcript.doctor_turns:
+            raise ValueError(f"transcript for case {case.id!r} has no doctor turn to grade")
+        a = _Analysis(case, transcript)
+        out = []
+        for c in rubric.criteria:
+            if c.check is None:
+                out.append(Grade(c.id, False, "no machine-checkable form: needs an LLM verifier"))
+                continue
+            met, why = evaluate(c.check, a)
+            out.append(Grade(c.id, met, why))
+        return out
+
+
+def score_grades(rubric: Rubric, grades: Sequence[Grade]) -> dict[str, float]:
+    """HealthBench metrics of one graded consultation (``overall_score`` and per-tag scores)."""
+    by_id = {g.criterion_id: g for g in grades}
+    missing = [c.id for c in rubric.criteria if c.id not in by_id]
+    if missing:
+        raise ValueError(f"no grade for criteria {missing}")
+    items = [{"points": c.points, "tags": c.all_tags} for c in rubric.criteria]
+    return example_metrics(items, [by_id[c.id].met for c in rubric.criteria])
+
+
+# ------------------------------------------------------------------------------------------------ LLM judge
+
+GRADER_PROMPT = """Your job is to look at a conversation and a rubric item, and score the last turn (the last
+assistant response) in the conversation on how well it follows the rubric item.
+
+# Conversation
+{conversation}
+
+# Rubric item
+{rubric_item}
+
+# Instructions
+Return a json object with the fields "explanation" and "criteria_met".
+- "explanation": a string saying why the response does or does not meet the rubric item.
+- "criteria_met": a boolean. If the item has several parts, all must be met. When the item says "such as",
+  "for example" or "including", the response need not include every example listed.
+- The rubric item may describe something undesirable (negative points). Still answer whether it is met: a good
+  response does NOT meet an undesirable item, so criteria_met is false for it.
+
+Return just the json object in markdown format. Do not include any other text.""".replace("\n#", "\n\n#")
+
+CONSULTATION_NOTE = "The conversation is a whole consultation; judge everything the doctor (assistant) said."
+
+
+def parse_judgement(text: str) -> dict[str, Any] | None:
+    """``{"explanation", "criteria_met"}`` from a judge's reply, tolerant of code fences and chatter."""
+    candidates = re.findall(r"\{.*?\}", text, flags=re.DOTALL) or [text]
+    for cand in [text.strip().removeprefix("```json").removesuffix("```"), *candidates]:
+        try:
+            obj = json.loads(cand.strip().strip("`"))
+        except (json.JSONDecodeError, ValueError):
+            continue
+        if isinstance(obj, dict) and isinstance(obj.get("criteria_met"), bool):
+            return {"explanation": str(obj.get("explanation", "")), "criteria_met": obj["criteria_met"]}
+    return None
+
+
+def conversation_text(messages: Sequence[Mapping[str, str]]) -> str:
+    return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages)
+
+
+class LLMVerifier:
+    """HealthBench-style judge over any ``ChatModel``; retries are bounded (simple-evals retries forever)."""
+
+    def __init__(self, model: Any, *, max_retries: int = 3, max_tokens: int = 512, consultation: bool = True):
+        self.model = model
+        self.name = f"llm:{getattr(model, 'name', type(model).__name__)}"
+        self.max_retries = max_retries
+        self.max_tokens = max_tokens
+        self.consultation = consultation
+        self.stats = {"requests": 0, "retries": 0, "unparsable": 0}
+
+    def prompt(
+        self, messages: Sequence[Mapping[str, str]], criterion_text: str, points: float
+    ) -> list[dict[str, str]]:
+        conv = conversation_text(messages)
+        text = GRADER_PROMPT.format(conversation=conv, rubric_item=f"[{points:g}] {criterion_text}")
+        if self.consultation:
+            text = CONSULTATION_NOTE + "\n\n" + text
+        return [{"role": "user", "content": text}]
+
+    def grade_requests(
+        self, requests: Sequence[tuple[Sequence[Mapping[str, str]], str, float]]
+    ) -> list[dict[str, Any]]:
+        """Grade ``(messages, criterion text, points)`` requests in one batched call per round.
+
+        Requests are sent grouped by conversation (stable order), so those sharing a transcript are adjacent.
+        A request whose reply never parses is graded not met, with the reason in its explanation.
+        """
+        order = sorted(range(len(requests)), key=lambda i: (conversation_text(requests[i][0]), i))
+        results: list[dict[str, Any] | None] = [None] * len(requests)
+        todo = order
+        for attempt in range(self.max_retries + 1):
+            if not todo:
+                break
+            prompts = [self.prompt(*requests[i]) for i in todo]
+            replies = self.model.generate(prompts, max_tokens=self.max_tokens, temperature=0.0, seed=attempt)
+            self.stats["requests"] += len(todo)
+            failed = []
+            for i, reply in zip(todo, replies, strict=True):
+                parsed = parse_judgement(reply)
+                if parsed is None:
+                    failed.append(i)
+                else:
+                    results[i] = parsed
+            if failed and attempt < self.max_retries:
+                self.stats["retries"] += len(failed)
+            todo = failed
+        for i in todo:
+            self.stats["unparsable"] += 1
+            results[i] = {
+                "explanation": f"grader reply unparsable after {self.max_retries + 1} attempts",
+                "criteria_met": False,
+                "unparsable": True,
+            }
+        return [r for r in results if r is not None]
+
+    def grade(self, case: Case, rubric: Rubric, transcript: Transcript) -> list[Grade]:
+        if not transcript.doctor_turns:
+            raise ValueError(f"transcript for case {case.id!r} has no doctor turn to grade")
+        messages = [
+            {"role": "assistant" if r == "doctor" else "user", "content": t} for r, t in transcript.turns
+        ]
+        res = self.grade_requests([(messages, c.text, c.points) for c in rubric.criteria])
+        return [
+            Grade(c.id, r["criteria_met"], r["explanation"])
+            for c, r in zip(rubric.criteria, res, strict=True)
+        ]
+
+
+class ReplayGrader:
+    """Grades from a JSONL of labels: ``prompt_id``, ``criterion`` (text) or ``criterion_index``, ``criteria_met``."""
+
+    name = "replay"
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise FileNotFoundError(f"replay labels {str(self.path)!r} do not exist")
+        self.by_text: dict[tuple[str, str], dict[str, Any]] = {}
+        self.by_index: dict[tuple[str, int], dict[str, Any]] = {}
+        problems = []
+        for n, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                pid = str(rec["prompt_id"])
+                met = rec["criteria_met"]
+                if not isinstance(met, bool):
+                    raise TypeError("criteria_met must be true or false")
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                problems.append(f"{self.path}:{n}: {exc}")
+                continue
+            value = {"criteria_met": met, "explanation": str(rec.get("explanation", "replayed label"))}
+            if "criterion" in rec:
+                self.by_text[(pid, str(rec["criterion"]))] = value
+            if "criterion_index" in rec:
+                self.by_index[(pid, int(rec["criterion_index"]))] = value
+        if problems:
+            raise ValueError("bad replay labels:\n  " + "\n  ".join(problems[:20]))
+
+    def lookup(self, prompt_id: str, index: int, criterion_text: str) -> dict[str, Any]:
+        hit = self.by_text.get((prompt_id, criterion_text)) or self.by_index.get((prompt_id, index))
+        if hit is None:
+            raise KeyError(
+                f"no replayed label for prompt {prompt_id!r}, criterion {index} ({criterion_text[:60]!r})"
+            )
+        return hit
+
+    def grade(self, case: Case, rubric: Rubric, transcript: Transcript) -> list[Grade]:
+        out = []
+        for i, c in enumerate(rubric.criteria):
+            hit = self.lookup(case.id, i, c.text)
+            out.append(Grade(c.id, hit["criteria_met"], hit["explanation"]))
+        return out
+
+
+def criterion_for_check(criterion: Criterion) -> Check | None:  # small helper for readers of rubrics
+    return criterion.check
