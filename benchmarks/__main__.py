@@ -10,7 +10,7 @@ import time
 
 from benchmarks._common import RESULTS
 
-BENCHMARKS = ["cases_load", "patient_audit", "patient_understanding"]
+BENCHMARKS = ["cases_load", "patient_audit", "patient_understanding", "rubric_validation"]
 
 
 def main() -> int:

@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
@@ -212,16 +213,16 @@ def patient_chat(
         err_console.print(str(exc.args[0]))
         raise typer.Exit(2) from None
     sim = PatientSimulator(_backend(backend))
-    console.print(f"[bold]{case.persona.name}[/bold]: {sim.reset(case, seed)}", highlight=False)
+    console.print(f"[bold]{case.persona.name}[/bold]: {escape(sim.reset(case, seed))}", highlight=False)
     while not sim.done:
         try:
             line = console.input("[cyan]doctor> [/cyan]")
         except (EOFError, KeyboardInterrupt):
             break
         turn = sim.respond(line)
-        console.print(f"[bold]{case.persona.name}[/bold]: {turn.text}", highlight=False)
+        console.print(f"[bold]{case.persona.name}[/bold]: {escape(turn.text)}", highlight=False)
         for x in turn.examiner:
-            console.print(f"  [dim]examiner:[/dim] {x}", highlight=False)
+            console.print(f"  [dim]examiner:[/dim] {escape(x)}", highlight=False)
     if sim.turns and sim.turns[-1].reason:
         console.print(f"[dim]ended: {sim.turns[-1].reason}[/dim]")
 
@@ -298,7 +299,9 @@ def rubric_grade(
     for g in grades:
         c = by_id[g.criterion_id]
         mark = "[green]met[/green]" if g.met else "[dim]not met[/dim]"
-        console.print(f"{mark:>22} [{c.points:+d}] {c.text}  [dim]({g.explanation})[/dim]")
+        console.print(
+            f"{mark:>22} {escape(f'[{c.points:+d}] {c.text}')}  [dim]({escape(g.explanation)})[/dim]"
+        )
     console.print(f"[bold]score {metrics['overall_score']:.3f}[/bold]")
 
 
@@ -375,15 +378,22 @@ def healthbench(
 @app.command("demo")
 def demo(
     cases: Annotated[str, typer.Option(help="'builtin', a case file or a folder.")] = "builtin",
+    case_id: Annotated[
+        str, typer.Option("--case", help="Case for the example consultation.")
+    ] = "card-inferior-stemi-pde5",
     out: Annotated[Path, typer.Option(help="Where to write the demo outputs.")] = Path("runs/demo"),
 ) -> None:
     """The main job on embedded defaults.
 
-    For now (the environment is not built yet) it validates the case library, prints its statistics and one case
-    summary, and writes ``runs/demo/case_stats.json``.
+    Until the environment and the doctor agents land, it runs what exists: validates the case library and prints
+    its make-up, then plays one consultation through the rule patient with an oracle probe doctor (it reads the
+    answer key; it is not an agent) and grades it with the case's rubric. Writes ``runs/demo/case_stats.json``
+    and ``runs/demo/example_consultation.json``.
     """
     from .cases import check_cases
     from .cases.stats import case_stats
+    from .rubrics import RuleRubricGenerator, RuleVerifier, score_grades
+    from .rubrics.probes import good_consultation
 
     loaded, problems = check_cases(cases)
     if problems:
@@ -393,21 +403,38 @@ def demo(
         raise typer.Exit(1)
     stats = case_stats(loaded)
     print_stats_tables(stats, title="valid cases")
-    c = loaded[0]
-    console.rule(f"example case: {c.id}")
+    by_id = {c.id: c for c in loaded}
+    c = by_id.get(case_id, loaded[0])
+    console.rule(f"example consultation: {c.id} (oracle probe doctor + rule patient)")
     console.print(f"[bold]{c.title}[/bold] ({c.specialty.value}, {c.setting.value}, acuity {c.acuity.value})")
-    console.print(
-        f"{c.persona.name}, {c.demographics.age_years:g} y, {c.demographics.sex.value}: "
-        f'"{c.opening_statement}"',
-        markup=False,
+    transcript = good_consultation(c, seed=0)
+    for role, text in transcript.turns:
+        style = "cyan" if role == "doctor" else "white"
+        console.print(f"[{style}]{role:>7}[/{style}]: {escape(text)}", highlight=False)
+    rubric = RuleRubricGenerator().generate(c, seed=0)
+    grades = RuleVerifier().grade(c, rubric, transcript)
+    metrics = score_grades(rubric, grades)
+    table = Table(
+        title=f"rubric score {metrics['overall_score']:.3f} ({len(rubric.criteria)} criteria)",
+        title_justify="left",
     )
-    console.print(
-        f"{len(c.facts)} facts ({len(c.essential_facts)} essential), {len(c.exam)} exam findings, "
-        f"{len(c.tests)} tests; disposition: {c.management.disposition.value}"
-    )
+    table.add_column("dimension / axis")
+    table.add_column("score", justify="right")
+    for k in sorted(m for m in metrics if m.startswith(("dimension:", "axis:"))):
+        table.add_row(k, f"{metrics[k]:.2f}")
+    console.print(table)
     out.mkdir(parents=True, exist_ok=True)
     (out / "case_stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
-    console.print(f"wrote {out / 'case_stats.json'}")
+    example = {
+        "case_id": c.id,
+        "doctor": "oracle probe (reads the answer key)",
+        "patient": "rule",
+        "transcript": [{"role": r, "content": t} for r, t in transcript.turns],
+        "metrics": metrics,
+        "grades": [g.__dict__ for g in grades],
+    }
+    (out / "example_consultation.json").write_text(json.dumps(example, indent=2) + "\n", encoding="utf-8")
+    console.print(f"wrote {out / 'case_stats.json'} and {out / 'example_consultation.json'}")
 
 
 if __name__ == "__main__":

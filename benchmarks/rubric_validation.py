@@ -1,0 +1,131 @@
+"""Is the reward trustworthy? Two measurements of the rule rubric + rule verifier.
+
+1. **Verifier agreement**: macro F1 of the rule verifier against hand labels in ``tests/data/rubric_labels.jsonl``
+   (transcripts in ``rubric_transcripts.jsonl``, written and labelled from criterion text without looking at the
+   verifier). For scale, HealthBench reports 0.709 for a GPT-4.1 grader against physicians, and 0.647 between
+   physicians, on harder free text. Target here: >= 0.9.
+2. **Separation**: oracle good and bad consultations (``clinic_env.rubrics.probes``) on every library case, played
+   through the rule patient and graded: mean score gap (target >= 0.4) and AUROC (target >= 0.95).
+
+    python -m benchmarks.rubric_validation [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks._common import write_result
+
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
+
+
+def macro_f1(pairs: list[tuple[bool, bool]]) -> dict[str, float]:
+    """Macro F1 over the two classes (met, not met), as HealthBench reports grader agreement."""
+    out = {}
+    f1s = []
+    for cls in (True, False):
+        tp = sum(p == cls and g == cls for p, g in pairs)
+        fp = sum(p == cls and g != cls for p, g in pairs)
+        fn = sum(p != cls and g == cls for p, g in pairs)
+        prec = tp / (tp + fp) if tp + fp else 0.0
+        rec = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+        f1s.append(f1)
+        out[f"f1_{'met' if cls else 'not_met'}"] = round(f1, 4)
+    out["macro_f1"] = round(float(np.mean(f1s)), 4)
+    out["accuracy"] = round(sum(p == g for p, g in pairs) / max(len(pairs), 1), 4)
+    out["n"] = len(pairs)
+    return out
+
+
+def verifier_agreement(cases) -> dict:
+    from clinic_env.rubrics import RuleRubricGenerator, RuleVerifier, Transcript
+
+    tpath, lpath = DATA / "rubric_transcripts.jsonl", DATA / "rubric_labels.jsonl"
+    if not (tpath.exists() and lpath.exists()):
+        return {"skipped": "no labelled set yet"}
+    transcripts = {r["transcript_id"]: r for r in map(json.loads, tpath.read_text().splitlines()) if r}
+    labels = [json.loads(x) for x in lpath.read_text().splitlines() if x.strip()]
+    gen, ver = RuleRubricGenerator(), RuleVerifier()
+    graded: dict[str, dict[str, bool]] = {}
+    rubrics = {}
+    pairs, by_kind, mismatched_text = [], {}, 0
+    for lab in labels:
+        tid, cid = lab["transcript_id"], lab["case_id"]
+        if cid not in cases:
+            continue
+        if cid not in rubrics:
+            rubrics[cid] = gen.generate(cases[cid], 0)
+        rubric = rubrics[cid]
+        if tid not in graded:
+            tr = Transcript.from_messages(transcripts[tid]["messages"])
+            graded[tid] = {g.criterion_id: g.met for g in ver.grade(cases[cid], rubric, tr)}
+        crit = rubric.criteria[lab["criterion_index"]]
+        if crit.text != lab["criterion"]:
+            mismatched_text += 1
+            continue
+        pred = graded[tid][crit.id]
+        pairs.append((pred, bool(lab["met"])))
+        kind = crit.id.split("_")[0]
+        by_kind.setdefault(kind, []).append((pred, bool(lab["met"])))
+    out = macro_f1(pairs)
+    out["by_criterion_kind"] = {k: macro_f1(v) for k, v in sorted(by_kind.items())}
+    out["labels_with_changed_criterion_text"] = mismatched_text
+    out["n_transcripts"] = len(graded)
+    out["met_share_in_labels"] = round(sum(g for _, g in pairs) / max(len(pairs), 1), 4)
+    return out
+
+
+def separation(cases) -> dict:
+    from clinic_env.rubrics import RuleRubricGenerator, RuleVerifier, score_grades
+    from clinic_env.rubrics.probes import bad_consultation, good_consultation
+
+    gen, ver = RuleRubricGenerator(), RuleVerifier()
+    good, bad = [], []
+    t0 = time.perf_counter()
+    for case in cases:
+        r = gen.generate(case, 0)
+        good.append(score_grades(r, ver.grade(case, r, good_consultation(case)))["overall_score"])
+        bad.append(score_grades(r, ver.grade(case, r, bad_consultation(case)))["overall_score"])
+    g, b = np.array(good), np.array(bad)
+    auroc = float(np.mean([[1.0 if x > y else 0.5 if x == y else 0.0 for y in b] for x in g]))
+    return {
+        "n_cases": len(cases),
+        "good_mean": round(float(g.mean()), 4),
+        "bad_mean": round(float(b.mean()), 4),
+        "gap": round(float(g.mean() - b.mean()), 4),
+        "auroc": round(auroc, 4),
+        "good_min": round(float(g.min()), 4),
+        "bad_max": round(float(b.max()), 4),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "targets": {"gap": 0.4, "auroc": 0.95},
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="separation on every 4th case")
+    args = ap.parse_args(argv)
+
+    import clinic_env
+
+    cases = clinic_env.load_cases("builtin")
+    sep_cases = list(cases)[::4] if args.quick else list(cases)
+    result = {"verifier_agreement": verifier_agreement(cases), "separation": separation(sep_cases)}
+    va, sp = result["verifier_agreement"], result["separation"]
+    result["meets_target"] = (va.get("macro_f1", 0) >= 0.9) and sp["gap"] >= 0.4 and sp["auroc"] >= 0.95
+    path = write_result("rubric_validation", result)
+    print(
+        f"verifier macro F1 {va.get('macro_f1', 'n/a')} on {va.get('n', 0)} labels; separation gap {sp['gap']} "
+        f"AUROC {sp['auroc']} over {sp['n_cases']} cases -> {path}"
+    )
+    return result
+
+
+if __name__ == "__main__":
+    main()
