@@ -151,6 +151,91 @@ REASSURANCE_TERMS = (
     "wait and see",
     "no need for hospital",
 )
+# Words that turn a mention into a recommendation ("give", "start", "keep taking"); a PLAN: sentence counts too.
+RECOMMEND_CUES = (
+    "give",
+    "giving",
+    "start",
+    "prescribe",
+    "take",
+    "taking",
+    "continue",
+    "carry on",
+    "keep",
+    "use",
+    "try",
+    "recommend",
+    "increase",
+    "put you on",
+    "restart",
+    "add",
+    "switch",
+    "offer",
+    "administer",
+    "apply",
+    "have some",
+    "we'll do",
+    "we will do",
+    "book",
+    "arrange",
+    "go ahead",
+    "plan",
+    "treat",
+    "dose",
+    "course of",
+    "should have",
+    "need some",
+    "can have",
+    "get you",
+    "i'll do",
+    "i will do",
+    "order",
+    "send",
+    "organise",
+    "organize",
+    "refer",
+    "discharge",
+    "home",
+)
+SAFETY_IF = (
+    "if you",
+    "if he",
+    "if she",
+    "if it",
+    "if there",
+    "if your",
+    "should you",
+    "if things",
+    "if the",
+    "if any",
+    "if anything",
+    "in case",
+)
+SAFETY_ACT = (
+    "call",
+    "ring",
+    "phone",
+    "come back",
+    "come straight",
+    "seek",
+    "go to",
+    "contact",
+    "return",
+    "999",
+    "911",
+    "111",
+    "a&e",
+    "emergency",
+    "get help",
+    "let us know",
+    "see a doctor",
+    "see us",
+)
+_STOP_VERB = re.compile(
+    r"^(stopping|stop|discontinuing|discontinue|withholding|withhold|holding|omitting)\s+"
+    r"(?:the\s+|his\s+|her\s+|their\s+)?(.+)$",
+    re.IGNORECASE,
+)
 CONFIDENTIALITY_BREACH = (
     "tell your parents",
     "tell your mum",
@@ -189,6 +274,59 @@ def _treatment_terms(name: str, synonyms: Sequence[str]) -> tuple[str, ...]:
     if head and head.lower() != name.lower() and len(head) > 3:
         terms.append(head)
     return tuple(dict.fromkeys(t for t in terms if t and len(t) > 2))
+
+
+def _differential_terms(items) -> tuple[str, ...]:
+    """Each differential's name and its parts ("Cardiac arrhythmia or conduction disease" -> "cardiac arrhythmia",
+    "conduction disease", "arrhythmia"): doctors name a differential more loosely than a case file does."""
+    generic = {
+        "disease",
+        "syndrome",
+        "disorder",
+        "attack",
+        "infection",
+        "failure",
+        "injury",
+        "condition",
+        "tumour",
+        "cancer",
+        "acute",
+        "chronic",
+        "primary",
+        "secondary",
+        "other",
+        "related",
+        "induced",
+        "type",
+        "with",
+    }
+    out: list[str] = []
+    for d in items:
+        out.append(d.name)
+        for part in re.split(
+            r"\s+or\s+|\s+from\s+|\s+due to\s+|\s+secondary to\s+|\s+with\s+|\s+on\s+|\s+in\s+|\s+after\s+|\s+following\s+|\s+of\s+|[,;/()]",
+            d.name,
+        ):
+            part = part.strip()
+            if len(part) > 3:
+                out.append(part)
+                last = part.split()[-1].lower()
+                if len(last) >= 6 and last not in generic:
+                    out.append(last)
+    return tuple(dict.fromkeys(out))
+
+
+def _contraindication_check(c) -> Check:
+    """Recommending a contraindicated treatment needs recommending words in the same clause; a contraindication
+    that is itself "stopping X" is met when X is said to be stopped."""
+    m = _STOP_VERB.match(c.treatment.strip())
+    if m:
+        obj = m.group(2).strip()
+        terms = tuple(dict.fromkeys(t for t in (obj, obj.split()[0], *c.synonyms) if len(t) > 3))
+        return Check(type="says", terms=terms, phase="closing", polarity="negated")
+    return Check(
+        type="says", terms=_treatment_terms(c.treatment, c.synonyms), phase="closing", cues=RECOMMEND_CUES
+    )
 
 
 class RuleRubricGenerator:
@@ -277,7 +415,7 @@ class RuleRubricGenerator:
                 ).format(x=", ".join(e.name.lower() for e in exams[:3])),
                 5,
                 Dimension.consultation_logic,
-                Check(type="examined", ids=tuple(e.id for e in exams)),
+                Check(type="examined", ids=tuple(e.id for e in exams[:3]), at_least=2),
                 Axis.completeness,
             )
         tests = [t for t in case.tests if t.abnormal and t.id in key] or [t for t in case.tests if t.abnormal]
@@ -321,7 +459,10 @@ class RuleRubricGenerator:
                 ).format(x=", ".join(diffs)),
                 4,
                 Dimension.diagnostic_accuracy,
-                Check(type="says", terms=tuple(diffs)),
+                # Considering counts even when ruled out ("this isn't a heart attack").
+                Check(
+                    type="says", terms=_differential_terms(case.diagnosis.differential[:3]), polarity="any"
+                ),
                 Axis.completeness,
             )
 
@@ -372,7 +513,7 @@ class RuleRubricGenerator:
             ).format(w=who),
             4,
             Dimension.ethics_safety,
-            Check(type="says", terms=SAFETY_NET_TERMS, phase="closing"),
+            Check(type="says_each", groups=(SAFETY_IF, SAFETY_ACT), phase="closing"),
             Axis.completeness,
         )
 
@@ -419,7 +560,8 @@ class RuleRubricGenerator:
                 ).format(w=who, x=_short(p.requests[0], 100)),
                 3,
                 Dimension.communication_empathy,
-                Check(type="says", terms=words_, phase="closing") if words_ else None,
+                # Addressing a request includes declining it with a reason.
+                Check(type="says", terms=words_, phase="closing", polarity="any") if words_ else None,
                 Axis.instruction_following,
             )
 
@@ -442,7 +584,7 @@ class RuleRubricGenerator:
                 ),
                 pts,
                 Dimension.ethics_safety,
-                Check(type="says", terms=_treatment_terms(c.treatment, c.synonyms), phase="closing"),
+                _contraindication_check(c),
                 Axis.accuracy,
             )
         ess_ids = tuple(f.id for f in case.facts if f.essential and f.id not in opening) or tuple(

@@ -58,6 +58,9 @@ class Check(BaseModel):
     phase: Literal["any", "closing"] = "any"  # "closing": only the turns from the first diagnosis/plan on
     limit: int = 0
     allowed: tuple[str, ...] = ()
+    polarity: Literal["affirmative", "negated", "any"] = "affirmative"  # which mentions count for "says"
+    cues: tuple[str, ...] = ()  # "says": the clause must also hold one of these (e.g. recommending verbs)
+    at_least: int = 0  # asked/examined/ordered: how many of ids are needed (0: per ``mode``)
 
     @model_validator(mode="after")
     def _fields_for_type(self) -> Check:

@@ -70,6 +70,13 @@ _NEG_BEFORE = tuple(
         "wouldn't",
         "would not",
         "nor",
+        "pause",
+        "come off",
+        "hold off",
+        "leave off",
+        "suspend",
+        "discontinue",
+        "no more",
     )
 )
 _NEG_AFTER = tuple(
@@ -139,19 +146,30 @@ def _clauses(text: str) -> list[str]:
     return out
 
 
-def mentions(text: str, terms: Sequence[str]) -> list[tuple[str, bool]]:
-    """Each term occurrence in ``text`` as ``(term, negated)``, clause by clause."""
+def mentions(text: str, terms: Sequence[str], cues: Sequence[str] = ()) -> list[tuple[str, bool]]:
+    """Each term occurrence in ``text`` as ``(term, negated)``, clause by clause.
+
+    With ``cues``, only clauses that also hold a cue count, or any clause of a sentence that starts with ``PLAN:``
+    (a structured plan recommends what it lists).
+    """
     found = []
     keys = [(t, normalize(t)) for t in terms if normalize(t).strip()]
-    for clause in _clauses(text):
-        norm = normalize(clause)
-        for term, key in keys:
-            pos = norm.find(key)
-            if pos < 0:
+    cue_keys = [normalize(c) for c in cues if normalize(c).strip()]
+    for sent in _SENT.split(text):
+        in_plan = sent.lstrip().lower().startswith("plan")
+        for clause in _CLAUSE.split(sent):
+            if not clause or not clause.strip():
                 continue
-            before, after = norm[: pos + 1], norm[pos + len(key) - 1 :]
-            negated = any(cue in before for cue in _NEG_BEFORE) or any(cue in after for cue in _NEG_AFTER)
-            found.append((term, negated))
+            norm = normalize(clause)
+            if cue_keys and not in_plan and not any(c in norm for c in cue_keys):
+                continue
+            for term, key in keys:
+                pos = norm.find(key)
+                if pos < 0:
+                    continue
+                before, after = norm[: pos + 1], norm[pos + len(key) - 1 :]
+                negated = any(cue in before for cue in _NEG_BEFORE) or any(cue in after for cue in _NEG_AFTER)
+                found.append((term, negated))
     return found
 
 
@@ -196,12 +214,16 @@ def evaluate(check: Check, a: _Analysis) -> tuple[bool, str]:
     if t in ("asked", "examined", "ordered"):
         have = set(a.asked_at) if t == "asked" else a.exams if t == "examined" else a.tests
         hit = [i for i in check.ids if i in have]
-        met = bool(hit) if check.mode == "any" else len(hit) == len(check.ids)
+        if check.at_least:
+            met = len(hit) >= min(check.at_least, len(check.ids))
+        else:
+            met = bool(hit) if check.mode == "any" else len(hit) == len(check.ids)
         return met, f"{t}: {', '.join(hit) or 'none'} of {', '.join(check.ids)}"
     text = a.closing_text if check.phase == "closing" else a.all_text
     if t == "says":
-        found = mentions(text, check.terms)
-        yes = sorted({term for term, neg in found if not neg})
+        found = mentions(text, check.terms, check.cues)
+        wanted = {"affirmative": (False,), "negated": (True,), "any": (False, True)}[check.polarity]
+        yes = sorted({term for term, neg in found if neg in wanted})
         blocked = (
             sorted({term for term, neg in mentions(text, check.unless) if not neg}) if check.unless else []
         )
