@@ -13,6 +13,18 @@ from benchmarks._common import RESULTS
 BENCHMARKS = ["cases_load", "patient_audit", "patient_understanding", "rubric_validation"]
 
 
+def _flat(d: dict, prefix: str = "", depth: int = 0) -> dict:
+    """Nested results as dotted keys (three levels), scalars only."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and depth < 3:
+            out.update(_flat(v, key + ".", depth + 1))
+        elif not isinstance(v, (dict, list)):
+            out[key] = v
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="Run all clinic-env benchmarks.")
     ap.add_argument("--quick", action="store_true")
@@ -38,8 +50,10 @@ def main() -> int:
         doc = json.loads(f.read_text())
         keys = {
             k: v
-            for k, v in doc.items()
-            if k not in ("benchmark", "machine") and not isinstance(v, (dict, list))
+            for k, v in _flat(doc).items()
+            if not k.startswith(("benchmark", "machine", "failures"))
+            and "dev_sweep" not in k
+            and "by_criterion_kind" not in k
         }
         lines.append(f"## {doc.get('benchmark', f.stem)}")
         lines += [f"- `{k}`: {v:.4g}" if isinstance(v, float) else f"- `{k}`: {v}" for k, v in keys.items()]

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from gymnasium.envs.registration import register as _register
+
 from .cases import Case, CaseLoadError, CaseSet, load_cases
+
+_register(id="clinic_env/Consultation-v0", entry_point="clinic_env.env:ConsultationEnv")
 
 __all__ = ["Case", "CaseLoadError", "CaseSet", "__version__", "load_cases"]
