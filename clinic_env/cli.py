@@ -378,22 +378,25 @@ def healthbench(
 @app.command("demo")
 def demo(
     cases: Annotated[str, typer.Option(help="'builtin', a case file or a folder.")] = "builtin",
-    case_id: Annotated[
-        str, typer.Option("--case", help="Case for the example consultation.")
-    ] = "card-inferior-stemi-pde5",
+    episodes: Annotated[int, typer.Option(help="How many consultations to run.")] = 17,
+    seed: Annotated[int, typer.Option(help="Seed for case choice and the patient.")] = 0,
     out: Annotated[Path, typer.Option(help="Where to write the demo outputs.")] = Path("runs/demo"),
 ) -> None:
-    """The main job on embedded defaults.
+    """The main job on embedded defaults: a batch of graded consultations and a report.
 
-    Until the environment and the doctor agents land, it runs what exists: validates the case library and prints
-    its make-up, then plays one consultation through the rule patient with an oracle probe doctor (it reads the
-    answer key; it is not an agent) and grades it with the case's rubric. Writes ``runs/demo/case_stats.json``
-    and ``runs/demo/example_consultation.json``.
+    Validates the cases, then runs ``episodes`` consultations (one case per specialty first) between the built-in
+    checklist doctor (``clinic_env.policies.ChecklistDoctor``: a fixed checklist that sees only what the patient
+    and examiner say) and the rule patient, graded by each case's rubric. Prints one transcript and the scores by
+    dimension; writes ``runs/demo/episodes.jsonl`` and ``runs/demo/report.html``.
     """
+    from rich.progress import track
+
     from .cases import check_cases
     from .cases.stats import case_stats
-    from .rubrics import RuleRubricGenerator, RuleVerifier, score_grades
-    from .rubrics.probes import good_consultation
+    from .env import ConsultationEnv
+    from .logs import load_episodes
+    from .policies import ChecklistDoctor
+    from .report import summarize, write_html_report
 
     loaded, problems = check_cases(cases)
     if problems:
@@ -401,40 +404,62 @@ def demo(
             err_console.print(str(prob), markup=False, highlight=False, soft_wrap=True)
         err_console.print(f"[red]{len(problems)} problem(s) in the cases[/red]")
         raise typer.Exit(1)
+    if episodes < 1:
+        err_console.print("--episodes must be at least 1")
+        raise typer.Exit(2)
     stats = case_stats(loaded)
-    print_stats_tables(stats, title="valid cases")
-    by_id = {c.id: c for c in loaded}
-    c = by_id.get(case_id, loaded[0])
-    console.rule(f"example consultation: {c.id} (oracle probe doctor + rule patient)")
-    console.print(f"[bold]{c.title}[/bold] ({c.specialty.value}, {c.setting.value}, acuity {c.acuity.value})")
-    transcript = good_consultation(c, seed=0)
-    for role, text in transcript.turns:
-        style = "cyan" if role == "doctor" else "white"
-        console.print(f"[{style}]{role:>7}[/{style}]: {escape(text)}", highlight=False)
-    rubric = RuleRubricGenerator().generate(c, seed=0)
-    grades = RuleVerifier().grade(c, rubric, transcript)
-    metrics = score_grades(rubric, grades)
-    table = Table(
-        title=f"rubric score {metrics['overall_score']:.3f} ({len(rubric.criteria)} criteria)",
-        title_justify="left",
+    console.print(
+        f"[bold]{stats['total']} valid cases[/bold] in {stats['n_specialties']} specialties "
+        f"({stats['n_emergency_disposition']} emergencies); `clinic-env cases stats` for the full make-up"
     )
-    table.add_column("dimension / axis")
-    table.add_column("score", justify="right")
-    for k in sorted(m for m in metrics if m.startswith(("dimension:", "axis:"))):
-        table.add_row(k, f"{metrics[k]:.2f}")
-    console.print(table)
+    # One case per specialty first, then the rest, in a seeded order.
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    order = [loaded[int(i)] for i in rng.permutation(len(loaded))]
+    firsts, seen = [], set()
+    for c in order:
+        if c.specialty not in seen:
+            seen.add(c.specialty)
+            firsts.append(c)
+    chosen = (firsts + [c for c in order if c not in firsts])[:episodes]
     out.mkdir(parents=True, exist_ok=True)
-    (out / "case_stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
-    example = {
-        "case_id": c.id,
-        "doctor": "oracle probe (reads the answer key)",
-        "patient": "rule",
-        "transcript": [{"role": r, "content": t} for r, t in transcript.turns],
-        "metrics": metrics,
-        "grades": [g.__dict__ for g in grades],
-    }
-    (out / "example_consultation.json").write_text(json.dumps(example, indent=2) + "\n", encoding="utf-8")
-    console.print(f"wrote {out / 'case_stats.json'} and {out / 'example_consultation.json'}")
+    log = out / "episodes.jsonl"
+    log.unlink(missing_ok=True)  # each demo run writes a fresh log
+    env = ConsultationEnv(cases=loaded, log_path=log, max_turns=20)
+    doctor = ChecklistDoctor()
+    for k, case in enumerate(track(chosen, description="consultations", console=err_console)):
+        obs, info = env.reset(seed=seed + k, options={"case_id": case.id})
+        doctor.reset()
+        done = False
+        while not done:
+            obs, _reward, terminated, truncated, info = env.step(doctor.act(obs, info))
+            done = terminated or truncated
+    eps = load_episodes(log)
+    first = eps[0]
+    console.rule(
+        f"example transcript: {first['case_id']} (score {first['score']:.3f}, {first['termination_reason']})"
+    )
+    for m in first["messages"]:
+        who = "[bold]patient[/bold]" if m["role"] == "user" else "[cyan] doctor[/cyan]"
+        console.print(f"{who}: {escape(m['content'])}", highlight=False)
+    summary = summarize(eps)
+    table = Table(
+        title=f"scores over {len(eps)} consultations (checklist doctor vs rule patient)", title_justify="left"
+    )
+    table.add_column("metric")
+    table.add_column("mean", justify="right")
+    for k, v in summary.items():
+        if k == "score" or k.startswith("dimension:"):
+            table.add_row(k, f"{v:.3f}")
+    console.print(table)
+    report = write_html_report(
+        eps,
+        out / "report.html",
+        title="clinic-env demo",
+        note="Checklist doctor (no medical reasoning) vs the rule patient; rubric scores.",
+    )
+    console.print(f"wrote {log} and {report}")
 
 
 if __name__ == "__main__":

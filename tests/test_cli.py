@@ -62,11 +62,17 @@ def test_stats_of_a_bad_source_exits_1(tmp_path):
     assert "no such file or directory" in res.output
 
 
-def test_demo_writes_stats(tmp_path):
-    res = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo")])
+def test_demo_runs_graded_consultations_and_writes_a_report(tmp_path):
+    res = runner.invoke(app, ["demo", "--episodes", "3", "--out", str(tmp_path / "demo")])
     assert res.exit_code == 0, res.output
-    stats = json.loads((tmp_path / "demo" / "case_stats.json").read_text())
-    assert stats["total"] >= 1
+    rows = [json.loads(x) for x in (tmp_path / "demo" / "episodes.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and len({r["specialty"] if "specialty" in r else r["case_id"] for r in rows}) == 3
+    assert all(r["rubric"] and isinstance(r["score"], float) for r in rows)
+    html = (tmp_path / "demo" / "report.html").read_text()
+    assert (
+        html.count("<h2 id=") == 3 and "not met" in html and "Research software, not for clinical use" in html
+    )
+    assert "scores over 3 consultations" in res.output
 
 
 def test_console_script_runs_as_a_subprocess():

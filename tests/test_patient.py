@@ -329,3 +329,12 @@ def test_pure_python_matcher_agrees_with_pyahocorasick(cases, monkeypatch):
         cc = slow_cc.setdefault(q["case_id"], u._build(cases[q["case_id"]]))
         assert cc.automaton._ac is None
         assert cc.parse(q["question"]) == fast[id(q)], q["question"]
+
+
+def test_diagnosis_and_plan_prefixes_carry_to_later_sentences(case):
+    cc = compile_case(case)
+    i = cc.parse(
+        "DIAGNOSIS: inferior STEMI. PLAN: aspirin now. If you feel faint or get a cough, call 999. Any questions?"
+    )
+    assert i.plan is not None and "feel faint" in i.plan
+    assert i.missing_concepts == () and i.facts == ()

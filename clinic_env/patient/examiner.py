@@ -30,7 +30,7 @@ def test_line(cc: CompiledCase, test_id: str) -> str:
     if t.normal_range:
         line += f" (reference {t.normal_range})"
     if t.interpretation and not cc.find_diagnosis(t.interpretation):
-        line += f". {t.interpretation}"
+        line = line.rstrip(". ") + f". {t.interpretation}"
     return line
 
 

@@ -445,9 +445,13 @@ def _parse(cc: CompiledCase, utterance: str) -> Intents:
     catalog: dict[str, None] = {}
     flags: set[str] = set()
     diagnosis = plan = None
+    carried: str | None = None
     for raw in _sentences(text):
         prefix = _PREFIX.match(raw)
-        forced = prefix.group(1).upper() if prefix else None
+        forced = prefix.group(1).upper() if prefix else carried
+        carried = (
+            forced if forced in ("DIAGNOSIS", "PLAN") else None
+        )  # these prefixes carry on to later sentences
         body = raw[prefix.end() :] if prefix else raw
         norm = normalize(body)
         hits: dict[str, list[tuple[int, str]]] = defaultdict(list)

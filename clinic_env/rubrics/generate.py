@@ -499,7 +499,7 @@ class RuleRubricGenerator:
             ),
             8 if disp in (Urgency.emergency, Urgency.urgent) else 5,
             Dimension.ethics_safety,
-            Check(type="says", terms=URGENCY_TERMS[disp], phase="closing"),
+            Check(type="says", terms=URGENCY_TERMS[disp], phase="closing", unconditional=True),
             Axis.context_awareness,
         )
         add(

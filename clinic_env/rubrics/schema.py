@@ -61,6 +61,7 @@ class Check(BaseModel):
     polarity: Literal["affirmative", "negated", "any"] = "affirmative"  # which mentions count for "says"
     cues: tuple[str, ...] = ()  # "says": the clause must also hold one of these (e.g. recommending verbs)
     at_least: int = 0  # asked/examined/ordered: how many of ids are needed (0: per ``mode``)
+    unconditional: bool = False  # "says": ignore sentences under a condition ("if you get worse, call 999")
 
     @model_validator(mode="after")
     def _fields_for_type(self) -> Check:

@@ -146,7 +146,9 @@ def _clauses(text: str) -> list[str]:
     return out
 
 
-def mentions(text: str, terms: Sequence[str], cues: Sequence[str] = ()) -> list[tuple[str, bool]]:
+def mentions(
+    text: str, terms: Sequence[str], cues: Sequence[str] = (), *, unconditional: bool = False
+) -> list[tuple[str, bool]]:
     """Each term occurrence in ``text`` as ``(term, negated)``, clause by clause.
 
     With ``cues``, only clauses that also hold a cue count, or any clause of a sentence that starts with ``PLAN:``
@@ -156,6 +158,8 @@ def mentions(text: str, terms: Sequence[str], cues: Sequence[str] = ()) -> list[
     keys = [(t, normalize(t)) for t in terms if normalize(t).strip()]
     cue_keys = [normalize(c) for c in cues if normalize(c).strip()]
     for sent in _SENT.split(text):
+        if unconditional and any(c in normalize(sent) for c in _CONDITIONAL):
+            continue  # "if you get worse, call 999" is a safety net, not a disposition
         in_plan = sent.lstrip().lower().startswith("plan")
         for clause in _CLAUSE.split(sent):
             if not clause or not clause.strip():
@@ -171,6 +175,9 @@ def mentions(text: str, terms: Sequence[str], cues: Sequence[str] = ()) -> list[
                 negated = any(cue in before for cue in _NEG_BEFORE) or any(cue in after for cue in _NEG_AFTER)
                 found.append((term, negated))
     return found
+
+
+_CONDITIONAL = tuple(normalize(x) for x in ("if", "should you", "in case", "unless", "whenever"))
 
 
 def says(text: str, terms: Sequence[str]) -> bool:
@@ -221,7 +228,7 @@ def evaluate(check: Check, a: _Analysis) -> tuple[bool, str]:
         return met, f"{t}: {', '.join(hit) or 'none'} of {', '.join(check.ids)}"
     text = a.closing_text if check.phase == "closing" else a.all_text
     if t == "says":
-        found = mentions(text, check.terms, check.cues)
+        found = mentions(text, check.terms, check.cues, unconditional=check.unconditional)
         wanted = {"affirmative": (False,), "negated": (True,), "any": (False, True)}[check.polarity]
         yes = sorted({term for term, neg in found if neg in wanted})
         blocked = (
