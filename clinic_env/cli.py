@@ -115,6 +115,15 @@ def _load_or_exit(source: str):
         raise typer.Exit(1) from None
 
 
+def _case_or_exit(source: str, case_id: str):
+    """One case by id, or exit 2 with the set's message (which names close matches)."""
+    try:
+        return _load_or_exit(source).get(case_id)
+    except KeyError as exc:
+        err_console.print(str(exc.args[0]))
+        raise typer.Exit(2) from None
+
+
 def print_stats_tables(stats: dict, *, title: str = "cases") -> None:
     console.print(
         f"[bold]{stats['total']} {title}[/bold] in {stats['n_specialties']} specialties; "
@@ -206,12 +215,7 @@ def patient_chat(
     """Talk to the patient yourself (type EXAM:, TEST:, DIAGNOSIS:, PLAN: for the structured channel)."""
     from .patient import PatientSimulator
 
-    loaded = _load_or_exit(cases)
-    try:
-        case = loaded.get(case_id)
-    except KeyError as exc:
-        err_console.print(str(exc.args[0]))
-        raise typer.Exit(2) from None
+    case = _case_or_exit(cases, case_id)
     sim = PatientSimulator(_backend(backend))
     console.print(f"[bold]{case.persona.name}[/bold]: {escape(sim.reset(case, seed))}", highlight=False)
     while not sim.done:
@@ -240,12 +244,7 @@ def rubric_show(
     """The rule-generated rubric of one case."""
     from .rubrics import RuleRubricGenerator
 
-    loaded = _load_or_exit(cases)
-    try:
-        case = loaded.get(case_id)
-    except KeyError as exc:
-        err_console.print(str(exc.args[0]))
-        raise typer.Exit(2) from None
+    case = _case_or_exit(cases, case_id)
     rubric = RuleRubricGenerator().generate(case, seed=seed)
     if healthbench:
         sys.stdout.write(json.dumps(rubric.to_healthbench(), indent=2) + "\n")
@@ -275,15 +274,14 @@ def rubric_grade(
     """Grade a transcript against the case's rubric with the rule verifier."""
     from .rubrics import RuleRubricGenerator, RuleVerifier, Transcript, score_grades
 
-    loaded = _load_or_exit(cases)
+    case = _case_or_exit(cases, case_id)
     try:
-        case = loaded.get(case_id)
         messages = json.loads(transcript.read_text(encoding="utf-8"))
         tr = Transcript.from_messages(messages)
         rubric = RuleRubricGenerator().generate(case, seed=seed)
         grades = RuleVerifier().grade(case, rubric, tr)
-    except (KeyError, OSError, json.JSONDecodeError, TypeError, ValueError) as exc:
-        err_console.print(f"[red]cannot grade[/red]: {exc}")
+    except (OSError, json.JSONDecodeError, TypeError, ValueError) as exc:
+        err_console.print(f"[red]cannot grade {transcript}[/red]: {exc}")
         raise typer.Exit(2) from None
     metrics = score_grades(rubric, grades)
     if as_json:

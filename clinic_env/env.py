@@ -38,6 +38,40 @@ def _charset(cases: CaseSet) -> str:
     return "".join(sorted(chars))
 
 
+def grade_messages(
+    case: Case, messages: list[dict[str, str]], rubric: Rubric, verifier: Any
+) -> dict[str, Any]:
+    """Grade a consultation given as doctor-side chat messages (patient = "user", doctor = "assistant").
+
+    Returns ``score``, ``score_breakdown`` (per axis and dimension), ``rubric`` (each criterion with ``met`` and
+    ``explanation``) and the raw ``grades`` and ``metrics``; shared by the single- and multi-agent envs.
+    """
+    transcript = Transcript(
+        [("patient" if m["role"] == "user" else "doctor", m["content"]) for m in messages]
+    )
+    grades = verifier.grade(case, rubric, transcript)
+    metrics = score_grades(rubric, grades)
+    by_id = {g.criterion_id: g for g in grades}
+    return {
+        "score": float(metrics["overall_score"]),
+        "score_breakdown": {k: v for k, v in metrics.items() if k.startswith(("axis:", "dimension:"))},
+        "rubric": [
+            {
+                "id": c.id,
+                "text": c.text,
+                "points": c.points,
+                "axis": c.axis.value,
+                "dimension": c.dimension.value,
+                "met": by_id[c.id].met,
+                "explanation": by_id[c.id].explanation,
+            }
+            for c in rubric.criteria
+        ],
+        "grades": grades,
+        "metrics": metrics,
+    }
+
+
 class ConsultationEnv(gym.Env[str, str]):
     """A doctor (the agent) consults a simulated patient drawn from a case library.
 
@@ -213,32 +247,11 @@ class ConsultationEnv(gym.Env[str, str]):
         case = self._case
         assert case is not None
         rubric = self._rubric(case, self._episode_rubric_seed)
-        transcript = Transcript(
-            [("patient" if m["role"] == "user" else "doctor", m["content"]) for m in self._messages]
-        )
-        grades = self.verifier.grade(case, rubric, transcript)
-        metrics = score_grades(rubric, grades)
-        by_id = {g.criterion_id: g for g in grades}
-        score = float(metrics["overall_score"])
+        graded = grade_messages(case, self._messages, rubric, self.verifier)
+        grades, metrics = graded.pop("grades"), graded.pop("metrics")
+        score = graded["score"]
         value = score if self.reward_fn == "rubric" else float(self.reward_fn(case, rubric, grades, metrics))
-        return {
-            "termination_reason": turn.reason,
-            "score": score,
-            "score_breakdown": {k: v for k, v in metrics.items() if k.startswith(("axis:", "dimension:"))},
-            "rubric": [
-                {
-                    "id": c.id,
-                    "text": c.text,
-                    "points": c.points,
-                    "axis": c.axis.value,
-                    "dimension": c.dimension.value,
-                    "met": by_id[c.id].met,
-                    "explanation": by_id[c.id].explanation,
-                }
-                for c in rubric.criteria
-            ],
-            "episode_reward_rubric": value,
-        }
+        return {"termination_reason": turn.reason, **graded, "episode_reward_rubric": value}
 
     def _log(self, info: dict[str, Any]) -> None:
         from .logs import append_episode

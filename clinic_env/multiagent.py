@@ -15,9 +15,9 @@ from pettingzoo import AECEnv
 from pettingzoo.utils.wrappers import OrderEnforcingWrapper
 
 from .cases import Case, CaseSet, load_cases
-from .env import _charset
+from .env import _charset, grade_messages
 from .patient import PatientSimulator
-from .rubrics import RuleRubricGenerator, RuleVerifier, Transcript, score_grades
+from .rubrics import RuleRubricGenerator, RuleVerifier
 from .rubrics.schema import Rubric
 
 DOCTOR, PATIENT = "doctor", "patient"
@@ -185,28 +185,9 @@ class raw_env(AECEnv[str, str, str]):  # PettingZoo names its classes raw_env
         case = self._case
         assert case is not None
         rubric = self._rubric(case, self._episode_rubric_seed)
-        transcript = Transcript(
-            [("patient" if m["role"] == "user" else "doctor", m["content"]) for m in self._messages]
-        )
-        grades = self.verifier.grade(case, rubric, transcript)
-        metrics = score_grades(rubric, grades)
-        by_id = {g.criterion_id: g for g in grades}
-        return {
-            "score": float(metrics["overall_score"]),
-            "score_breakdown": {k: v for k, v in metrics.items() if k.startswith(("axis:", "dimension:"))},
-            "rubric": [
-                {
-                    "id": c.id,
-                    "text": c.text,
-                    "points": c.points,
-                    "axis": c.axis.value,
-                    "dimension": c.dimension.value,
-                    "met": by_id[c.id].met,
-                    "explanation": by_id[c.id].explanation,
-                }
-                for c in rubric.criteria
-            ],
-        }
+        graded = grade_messages(case, self._messages, rubric, self.verifier)
+        del graded["grades"], graded["metrics"]
+        return graded
 
     # ------------------------------------------------------------------------------------------- the patient
 
