@@ -10,7 +10,7 @@ import time
 
 from benchmarks._common import RESULTS
 
-BENCHMARKS = ["cases_load", "patient_audit", "patient_understanding", "rubric_validation"]
+BENCHMARKS = ["cases_load", "patient_audit", "patient_understanding", "rubric_validation", "sb3_ppo"]
 
 
 def _flat(d: dict, prefix: str = "", depth: int = 0) -> dict:
