@@ -457,6 +457,10 @@ class DiscreteActions(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._state = np.zeros(size, dtype=np.float32)
         self._slots: dict[str, tuple[list[int], bool]] = {}
         self._slots_for: Any = None
+        kinds = np.array([k for k, _ in self._catalog])
+        self._dx_actions = np.flatnonzero(kinds == "diagnosis")
+        self._plan_actions = np.flatnonzero(kinds == "plan")
+        self._used = np.zeros(len(self._catalog), dtype=bool)
 
     # ---------------------------------------------------------------------------------------- helpers
 
@@ -514,13 +518,29 @@ class DiscreteActions(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     # ---------------------------------------------------------------------------------------- API
 
+    def action_masks(self) -> np.ndarray:
+        """Actions still worth taking this episode (the sb3-contrib ``MaskablePPO`` convention): each catalog line
+        once, one diagnosis and one plan. Repeating a question is legal in the env (and costs the patient's
+        patience); the mask is for agents that want to skip such moves."""
+        mask = ~self._used
+        if not mask.any():
+            mask[-1] = True
+        return mask
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         _, info = self.env.reset(seed=seed, options=options)
         self._state[:] = 0.0
+        self._used[:] = False
         return self._update(info), info
 
     def step(self, action: Any):
-        kind, text = self._catalog[self._index(action)]
+        index = self._index(action)
+        kind, text = self._catalog[index]
+        self._used[index] = True
+        if kind == "diagnosis":
+            self._used[self._dx_actions] = True
+        elif kind == "plan":
+            self._used[self._plan_actions] = True
         _, reward, terminated, truncated, info = self.env.step(text)
         if kind == "ask":
             self._state[self._asked][self._ask[text]] = 1.0

@@ -266,3 +266,22 @@ def test_token_ids_over_chat_messages(tokenizer):
     rendered = tokenizer.decode(obs[: info["obs_length"]])
     assert rendered.startswith("<|system|>\nYou are a GP.\n<|user|>\n")
     assert rendered.endswith("<|assistant|>\n")
+
+
+def test_action_masks_allow_each_line_once_and_one_diagnosis_and_plan():
+    from clinic_env.env import ConsultationEnv
+    from clinic_env.wrappers import DiscreteActions
+
+    env = DiscreteActions(ConsultationEnv())
+    env.reset(seed=0, options={"case_id": "card-inferior-stemi-pde5"})
+    assert env.action_masks().all()
+    smoke = env.catalog.index(("ask", "Do you smoke?"))
+    env.step(smoke)
+    mask = env.action_masks()
+    assert not mask[smoke] and mask.sum() == len(env.catalog) - 1
+    dx = next(i for i, (kind, _) in enumerate(env.catalog) if kind == "diagnosis")
+    env.step(dx)
+    kinds = [k for k, _ in env.catalog]
+    assert not any(env.action_masks()[i] for i, k in enumerate(kinds) if k == "diagnosis")
+    env.reset(seed=1)
+    assert env.action_masks().all()
