@@ -136,12 +136,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ax.plot(
-        [c["steps"] for c in curve], [c["score"] for c in curve], marker="o", label="PPO (DiscreteActions)"
+        [c["steps"] for c in curve],
+        [c["score"] for c in curve],
+        marker="o",
+        label="MaskablePPO (DiscreteActions)",
     )
     ax.axhline(random_score, color="grey", linestyle="--", label="random agent (same mask)")
     ax.set_xlabel("environment steps")
     ax.set_ylabel(f"mean rubric score ({len(eval_ids)} cases)")
-    ax.set_title("Stable-Baselines3 (sb3-contrib) MaskablePPO in clinic_env/Consultation-v0")
+    ax.set_title("SB3 MaskablePPO in clinic_env/Consultation-v0", fontsize=10)
     ax.legend()
     fig.tight_layout()
     RESULTS.mkdir(parents=True, exist_ok=True)
