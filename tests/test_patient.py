@@ -338,3 +338,12 @@ def test_diagnosis_and_plan_prefixes_carry_to_later_sentences(case):
     )
     assert i.plan is not None and "feel faint" in i.plan
     assert i.missing_concepts == () and i.facts == ()
+
+
+def test_normalisation_keeps_distinct_words_apart():
+    from clinic_env.patient.text import normalize
+
+    assert normalize("early") != normalize("ear")  # "-ly" stripping needs a four-letter stem
+    assert normalize("we'll") == normalize("we will") != normalize("Wells")  # contractions expand first
+    assert normalize("I don't smoke") == normalize("I do not smoke")
+    assert normalize("smoking") == normalize("smoke")

@@ -112,7 +112,8 @@ def stem(word: str) -> str:
     if len(word) <= 3 or word in _KEEP or word.isdigit():
         return word
     for suf in _SUFFIXES:
-        if word.endswith(suf) and len(word) - len(suf) >= 3:
+        # "-ly" needs a stem of four letters: "early" must not become "ear", "belly" not "bel".
+        if word.endswith(suf) and len(word) - len(suf) >= (4 if suf == "ly" else 3):
             word = word[: -len(suf)]
             break
     if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "lsz":
@@ -127,8 +128,22 @@ def clean(text: str) -> str:
     return "".join(ch for ch in text if unicodedata.category(ch)[0] != "C" or ch in "\n\t")
 
 
+_CONTRACTIONS = (
+    (re.compile(r"\bcan['’`]t\b"), "can not"),
+    (re.compile(r"\bwon['’`]t\b"), "will not"),
+    (re.compile(r"n['’`]t\b"), " not"),
+    (re.compile(r"['’`]ll\b"), " will"),
+    (re.compile(r"['’`]re\b"), " are"),
+    (re.compile(r"['’`]ve\b"), " have"),
+    (re.compile(r"\bi['’`]m\b"), "i am"),
+)
+
+
 def words(text: str) -> list[str]:
     t = unicodedata.normalize("NFKD", text.lower())
+    # Expand contractions first: "we'll" is "we will", not "well" (which would meet a "Wells score").
+    for pattern, repl in _CONTRACTIONS:
+        t = pattern.sub(repl, t)
     t = _APOSTROPHE.sub("", t)
     return [w for w in _NON_WORD.split(t) if w]
 
