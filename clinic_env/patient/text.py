@@ -104,6 +104,16 @@ _KEEP = frozenset(
         "bleed",
         "shed",
         "weed",
+        "here",
+        "there",
+        "where",
+        "were",
+        "some",
+        "none",
+        "one",
+        "done",
+        "gone",
+        "sure",
     }
 )
 
@@ -118,8 +128,8 @@ def stem(word: str) -> str:
             break
     if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "lsz":
         word = word[:-1]  # "stopp" -> "stop", "swell" stays
-    if word.endswith("e") and len(word) > 4:
-        word = word[:-1]  # "smoke" -> "smok" meets "smoking" -> "smok"
+    if word.endswith("e") and len(word) >= 4:
+        word = word[:-1]  # "smoke" -> "smok" meets "smoking"; "make" -> "mak" meets "makes"
     return word
 
 
