@@ -413,12 +413,12 @@ class DiscreteActions(gym.Wrapper, gym.utils.RecordConstructorArgs):
         >>> from clinic_env.wrappers import DiscreteActions
         >>> env = DiscreteActions(ConsultationEnv())
         >>> env.action_space
-        Discrete(315)
+        Discrete(317)
         >>> env.catalog[0], env.catalog[-1]
         (('ask', 'When did the pain start?'), ('goodbye', 'Goodbye.'))
         >>> obs, info = env.reset(seed=0, options={"case_id": "card-inferior-stemi-pde5"})
         >>> obs.shape, obs.dtype
-        ((478,), dtype('float32'))
+        ((480,), dtype('float32'))
         >>> obs, reward, terminated, truncated, info = env.step(env.catalog.index(("ask", "Do you smoke?")))
         >>> [env.observation_labels[i] for i in np.flatnonzero(obs) if "smoking" in env.observation_labels[i]]
         ['asked:smoking', 'positive:smoking']

@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import clinic_env
+from clinic_env.cases.library_rules import _mentions as mentions_name  # word-boundary match, as the validator
 from clinic_env.patient import PatientSimulator, compile_case
 from clinic_env.patient import lexicon as lx
 
@@ -269,7 +270,6 @@ def test_property_disclosure_is_within_asked_plus_opening(cases, data):
     s = PatientSimulator(max_turns=50)
     s.reset(case, seed)
     asked: set[str] = set()
-    names = [n.lower() for n in case.diagnosis.names]
     sensitive = {f.id: f for f in case.facts if f.sensitive}
     for q in questions:
         t = s.respond(q)
@@ -285,7 +285,7 @@ def test_property_disclosure_is_within_asked_plus_opening(cases, data):
                 from clinic_env.patient.text import contains_phrase, normalize
 
                 assert any(p and contains_phrase(normalize(q), p) for p in own), (q, fid)
-        assert not any(n in t.text.lower() for n in names), (q, t.text)
+        assert not any(mentions_name(t.text, n) for n in case.diagnosis.names), (q, t.text)
         if t.terminated or t.truncated:
             break
     assert set(s.disclosed) <= asked | set(case.opening_facts)

@@ -1538,3 +1538,69 @@ DISMISSIVE = (
     "come back to that",
     "don't think we need to",
 )
+
+# Common ways of ordering tests (added after the first exam/test measurement; general clinical usage).
+for _name, _extra in {
+    "Full blood count": (
+        "white count",
+        "wcc",
+        "blood count",
+        "haemoglobin level",
+        "hb level",
+        "check your blood count",
+    ),
+    "Thyroid function tests": (
+        "thyroid levels",
+        "thyroid bloods",
+        "check your thyroid",
+        "thyroid blood test",
+    ),
+    "Urinalysis": (
+        "dip",
+        "dip his urine",
+        "dip her urine",
+        "dip your urine",
+        "dip on your urine",
+        "urine dip",
+        "dipstick",
+        "check your urine",
+        "check his urine",
+        "check her urine",
+        "urine test",
+    ),
+    "Urine culture": (
+        "urine for culture",
+        "send urine",
+        "send his urine",
+        "send her urine",
+        "send your urine",
+        "urine culture",
+        "urine sample to the lab",
+    ),
+    "Chest X-ray": ("chest film", "x-ray of your chest", "film of your chest", "chest x ray"),
+    "ECG": ("heart tracing", "tracing of your heart", "heart trace"),
+    "Liver function tests": ("liver bloods", "liver enzymes", "check your liver"),
+    "Urea and electrolytes": ("kidney bloods", "check your kidneys", "salts"),
+    "Blood glucose": ("sugar level", "check your sugar", "finger prick test"),
+}.items():
+    _phrases, _normal = TEST_CATALOG[_name]
+    TEST_CATALOG[_name] = (_phrases + _extra, _normal)
+TEST_CATALOG.update(
+    {
+        "Routine bloods": (
+            ("baseline bloods", "routine bloods", "some bloods", "blood tests", "take some blood"),
+            "Full blood count, urea and electrolytes and liver function within normal limits.",
+        ),
+        "Bladder scan": (
+            (
+                "bladder scan",
+                "scan his bladder",
+                "scan her bladder",
+                "scan your bladder",
+                "post-void residual",
+                "residual volume",
+            ),
+            "Post-void residual volume 40 mL (normal).",
+        ),
+    }
+)
