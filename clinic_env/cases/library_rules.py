@@ -65,6 +65,26 @@ def library_problems(case: Case, *, file_stem: str | None = None) -> list[tuple[
         p.append(("persona.concerns", "give the patient at least one concern"))
     if case.persona.speaker is Speaker.patient and case.demographics.age_years < 12:
         p.append(("persona.speaker", "a child under 12 needs a parent or carer as the speaker"))
+    p += naming_problems(case)
+    essential_ids = {f.id for f in case.essential_facts}
+    volunteered = essential_ids & set(case.opening_facts)
+    if volunteered and len(volunteered) == len(essential_ids):
+        p.append(("opening_facts", "the opening discloses every essential fact; leave some to be asked for"))
+    for i, f in enumerate(case.facts):
+        if not (f.synonyms or f.lay_terms):
+            p.append((f"facts.{i}", f"fact {f.id!r} needs synonyms or lay_terms so a question can reach it"))
+    for i, e in enumerate(case.exam):
+        if not e.synonyms:
+            p.append((f"exam.{i}.synonyms", f"exam finding {e.id!r} needs request phrases"))
+    for i, t in enumerate(case.tests):
+        if not t.synonyms:
+            p.append((f"tests.{i}.synonyms", f"test {t.id!r} needs the names it can be ordered by"))
+    return p
+
+
+def naming_problems(case: Case) -> list[tuple[str, str]]:
+    """Places where the patient's words or a measured result name the diagnosis (applies to every case source)."""
+    p: list[tuple[str, str]] = []
     # The patient never names the answer: not in the opening, not in any fact they could say.
     for name in case.diagnosis.names:
         if _mentions(case.opening_statement, name):
@@ -82,17 +102,4 @@ def library_problems(case: Case, *, file_stem: str | None = None) -> list[tuple[
         for i, t in enumerate(case.tests):
             if _mentions(t.value, name):
                 p.append((f"tests.{i}.value", f"names the diagnosis {name!r}; describe the result instead"))
-    essential_ids = {f.id for f in case.essential_facts}
-    volunteered = essential_ids & set(case.opening_facts)
-    if volunteered and len(volunteered) == len(essential_ids):
-        p.append(("opening_facts", "the opening discloses every essential fact; leave some to be asked for"))
-    for i, f in enumerate(case.facts):
-        if not (f.synonyms or f.lay_terms):
-            p.append((f"facts.{i}", f"fact {f.id!r} needs synonyms or lay_terms so a question can reach it"))
-    for i, e in enumerate(case.exam):
-        if not e.synonyms:
-            p.append((f"exam.{i}.synonyms", f"exam finding {e.id!r} needs request phrases"))
-    for i, t in enumerate(case.tests):
-        if not t.synonyms:
-            p.append((f"tests.{i}.synonyms", f"test {t.id!r} needs the names it can be ordered by"))
     return p

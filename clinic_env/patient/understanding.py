@@ -250,6 +250,9 @@ class _Automaton:
             pos += len(w) + 1
 
 
+PhraseIndex = _Automaton  # public name: agents index their own phrases with it
+
+
 def _key(phrase: str) -> str | None:
     n = normalize(phrase)
     return n if n.strip() else None
