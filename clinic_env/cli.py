@@ -3,6 +3,7 @@
 clinic-env cases schema                 # JSON Schema of a case
 clinic-env cases validate PATH...       # every problem with file, line, case id, field; exit 1 if any
 clinic-env cases stats [SOURCE] [--json]
+clinic-env cases generate --n N --seed S -o OUT.jsonl
 clinic-env demo                         # the main job on embedded defaults
 """
 
@@ -162,6 +163,45 @@ def cases_stats(
         sys.stdout.write(json.dumps(stats, indent=2) + "\n")
     else:
         print_stats_tables(stats)
+
+
+@cases_app.command("generate")
+def cases_generate(
+    n: Annotated[int, typer.Option("--n", min=0, help="How many cases.")] = 100,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed and options, same cases.")] = 0,
+    specialty: Annotated[
+        list[str] | None, typer.Option("--specialty", help="Restrict to a specialty (repeatable).")
+    ] = None,
+    age: Annotated[
+        str | None, typer.Option("--age", help="Age range 'LO-HI' in years, or a band name.")
+    ] = None,
+    sex: Annotated[str | None, typer.Option("--sex", help="'female' or 'male'.")] = None,
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output JSONL file (written atomically).")] = Path(
+        "generated.jsonl"
+    ),
+) -> None:
+    """Stratified synthetic cases from the condition knowledge base (specialty, prevalence, age, sex, comorbidity)."""
+    from rich.progress import track
+
+    from .cases.generator import CaseGenerator, GeneratorError
+
+    try:
+        gen = CaseGenerator()
+        cases = gen.iter_cases(n, seed=seed, specialty=specialty or None, age=age, sex=sex)
+        tmp = out.with_name(out.name + ".tmp")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("w", encoding="utf-8") as fh:
+            for case in track(
+                cases, total=n, description="generating", console=err_console, disable=n < 2000
+            ):
+                fh.write(case.model_dump_json(exclude_none=True) + "\n")
+        tmp.replace(out)
+    except GeneratorError as exc:
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.unlink(missing_ok=True)
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    err_console.print(f"wrote {n} cases to {out}")
 
 
 def _backend(spec: str):
@@ -373,18 +413,40 @@ def healthbench(
     )
 
 
+def _scripted():
+    from agents import ScriptedDoctor
+
+    return ScriptedDoctor()
+
+
+def _checklist():
+    from .policies import ChecklistDoctor
+
+    return ChecklistDoctor()
+
+
+def _random():
+    from agents import RandomDoctor
+
+    return RandomDoctor(seed=0)
+
+
 @app.command("demo")
 def demo(
     cases: Annotated[str, typer.Option(help="'builtin', a case file or a folder.")] = "builtin",
     episodes: Annotated[int, typer.Option(help="How many consultations to run.")] = 17,
     seed: Annotated[int, typer.Option(help="Seed for case choice and the patient.")] = 0,
     out: Annotated[Path, typer.Option(help="Where to write the demo outputs.")] = Path("runs/demo"),
+    doctor_name: Annotated[
+        str, typer.Option("--doctor", help="'scripted' (naive-Bayes differential), 'checklist' or 'random'.")
+    ] = "scripted",
 ) -> None:
     """The main job on embedded defaults: a batch of graded consultations and a report.
 
-    Validates the cases, then runs ``episodes`` consultations (one case per specialty first) between the built-in
-    checklist doctor (``clinic_env.policies.ChecklistDoctor``: a fixed checklist that sees only what the patient
-    and examiner say) and the rule patient, graded by each case's rubric. Prints one transcript and the scores by
+    Validates the cases, then runs ``episodes`` consultations (one case per specialty first) between a doctor
+    agent (default: ``agents.ScriptedDoctor``, systematic history and a naive-Bayes differential over the
+    condition knowledge base; it sees only what the patient and examiner say) and the rule patient, graded by each
+    case's rubric. Prints one transcript and the scores by
     dimension; writes ``runs/demo/episodes.jsonl`` and ``runs/demo/report.html``.
     """
     from rich.progress import track
@@ -393,8 +455,12 @@ def demo(
     from .cases.stats import case_stats
     from .env import ConsultationEnv
     from .logs import load_episodes
-    from .policies import ChecklistDoctor
     from .report import summarize, write_html_report
+
+    doctors = {"scripted": _scripted, "checklist": _checklist, "random": _random}
+    if doctor_name not in doctors:
+        err_console.print(f"--doctor must be one of {sorted(doctors)}, got {doctor_name!r}")
+        raise typer.Exit(2)
 
     loaded, problems = check_cases(cases)
     if problems:
@@ -425,7 +491,7 @@ def demo(
     log = out / "episodes.jsonl"
     log.unlink(missing_ok=True)  # each demo run writes a fresh log
     env = ConsultationEnv(cases=loaded, log_path=log, max_turns=20)
-    doctor = ChecklistDoctor()
+    doctor = doctors[doctor_name]()
     for k, case in enumerate(track(chosen, description="consultations", console=err_console)):
         obs, info = env.reset(seed=seed + k, options={"case_id": case.id})
         doctor.reset()
@@ -443,7 +509,8 @@ def demo(
         console.print(f"{who}: {escape(m['content'])}", highlight=False)
     summary = summarize(eps)
     table = Table(
-        title=f"scores over {len(eps)} consultations (checklist doctor vs rule patient)", title_justify="left"
+        title=f"scores over {len(eps)} consultations ({doctor_name} doctor vs rule patient)",
+        title_justify="left",
     )
     table.add_column("metric")
     table.add_column("mean", justify="right")
@@ -455,9 +522,60 @@ def demo(
         eps,
         out / "report.html",
         title="clinic-env demo",
-        note="Checklist doctor (no medical reasoning) vs the rule patient; rubric scores.",
+        note=f"{doctor_name.capitalize()} doctor vs the rule patient; rubric scores.",
     )
     console.print(f"wrote {log} and {report}")
+
+
+@app.command("serve")
+def serve_command(
+    model: Annotated[str, typer.Option("--model", help="Local model folder to serve.")],
+    draft: Annotated[
+        str | None,
+        typer.Option("--draft", help="Draft model folder (speculative decoding; needs deploy.engine)."),
+    ] = None,
+    quant: Annotated[
+        str | None, typer.Option("--quant", help="Weight quantization: int8 or int4 (needs deploy.engine).")
+    ] = None,
+    gamma: Annotated[int, typer.Option("--gamma", help="Draft tokens per speculative step.")] = 4,
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to bind.")] = 8000,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N.")] = "cpu",
+    dtype: Annotated[str, typer.Option("--dtype", help="float32, bfloat16, float16.")] = "float32",
+    max_batch: Annotated[int, typer.Option("--max-batch", help="Requests per generate call.")] = 32,
+    max_tokens_cap: Annotated[
+        int, typer.Option("--max-tokens-cap", help="Requests asking for more max_tokens get 422.")
+    ] = 1024,
+    queue_size: Annotated[
+        int, typer.Option("--queue-size", help="Waiting requests beyond this get 429.")
+    ] = 256,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds per request before 504.")] = 120.0,
+) -> None:
+    """Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /metrics)."""
+    try:  # deploy and fastapi load only here: `import clinic_env.cli` stays light
+        from deploy.server import ServerConfig, serve
+    except ImportError as exc:
+        err_console.print(f"cannot start the server: {exc} (pip install 'clinic-env[serve]')")
+        raise typer.Exit(2) from None
+    try:
+        cfg = ServerConfig(
+            max_batch=max_batch, max_tokens_cap=max_tokens_cap, queue_size=queue_size, timeout_s=timeout
+        )
+        serve(
+            model,
+            draft=draft,
+            quant=quant,
+            gamma=gamma,
+            device=device,
+            dtype=dtype,
+            host=host,
+            port=port,
+            config=cfg,
+            announce=err_console.print,
+        )
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        err_console.print(f"cannot serve: {escape(str(exc))}")
+        raise typer.Exit(2) from None
 
 
 if __name__ == "__main__":

@@ -223,16 +223,19 @@ DISTRACTORS: tuple[Feature, ...] = tuple(
     )
 )
 LIVES = {
-    "infant": "She lives with both parents at home.",
-    "child": "They live at home with both parents and a sibling.",
-    "adolescent": "I live at home with my parents.",
-    "young_adult": ("I share a flat with two friends.", "I live with my partner.", "I live on my own."),
-    "middle_aged": ("I live with my wife and two teenagers.", "I live with my husband.", "I live alone."),
-    "older": (
-        "I live with my husband in a bungalow.",
-        "I live with my wife.",
-        "I live on my own since I was widowed.",
+    "infant": ("We live at home, both parents and the baby.",),
+    "child": (
+        "We live at home, both parents, and there's an older sister.",
+        "It's just me and the kids at home.",
     ),
+    "adolescent": ("I live at home with my parents.", "I live with my mum and my brother."),
+    "young_adult": ("I share a flat with two friends.", "I live with my partner.", "I live on my own."),
+    "middle_aged": (
+        "I live with my partner and our two teenagers.",
+        "I live with my partner.",
+        "I live alone.",
+    ),
+    "older": ("I live with my partner in a bungalow.", "I live on my own since I was widowed."),
     "very_old": ("I live alone with carers coming in once a day.", "I live with my daughter's family."),
 }
 
@@ -387,14 +390,13 @@ class CaseGenerator:
             if f.concept == "allergies" and any(x.category is FactCategory.allergy for x in facts):
                 continue
             add(f)
-        lives = LIVES[band]
         add(
             Feature(
                 id="social_home",
                 concept="living_situation",
                 category=FactCategory.social,
                 p=1.0,
-                say=(lives,) if isinstance(lives, str) else lives,
+                say=LIVES[band],
                 clinician="Social history: home.",
             ),
         )
@@ -428,7 +430,10 @@ class CaseGenerator:
         contraindications = []
         for ci in condition.management.contraindications:
             if ci.when == "always":
-                evidence: tuple[str, ...] = ()
+                # unsafe for this condition itself: the facts that establish the condition are the evidence
+                evidence: tuple[str, ...] = tuple(f.id for f in facts if f.essential)[:3] or tuple(
+                    condition.opening_features
+                )
             elif ci.when in comorbid:
                 evidence = tuple(comorbid[ci.when])
             elif ci.when in present:
