@@ -240,6 +240,10 @@ LIVES = {
 }
 
 
+# Topics every history touches; sharing them is not a contradiction.
+_GENERIC_TOPICS = frozenset({"medications", "past_medical_history", "allergies", "family_history"})
+
+
 class GeneratorError(ValueError):
     """Arguments the generator cannot satisfy (an unknown specialty, an age no condition occurs at, ...)."""
 
@@ -383,13 +387,24 @@ class CaseGenerator:
             if f.id in opening_ids or rng.random() < f.p:
                 present.add(add(f))
         comorbid: dict[str, list[str]] = {}
+        # Background conditions and distractors must not contradict the presenting condition: skip a comorbidity
+        # the condition already covers (hypertension in essential hypertension, alcohol in alcohol dependence) and
+        # a distractor on a topic the history already has. Children (a parent speaks) get neither: the texts are
+        # first person and adult.
+        covered = {k for f in condition.features for k in (f.concept, *f.extra_concepts)} - _GENERIC_TOPICS
+        child = age < 12
         for m in self.kb.comorbidities.values():
+            if child or any(f.concept in covered for f in m.features):
+                continue
             if _has(m, band, sex, rng):
                 comorbid[m.id] = [add(f) for f in m.features]
-        for f in rng.sample(DISTRACTORS, rng.randint(1, 3)):
-            if f.concept == "allergies" and any(x.category is FactCategory.allergy for x in facts):
-                continue
-            add(f)
+        if not child:
+            topics = {k for f in facts for k in f.concepts}
+            for f in rng.sample(DISTRACTORS, rng.randint(1, 3)):
+                if f.concept in topics or (f.id == "dx_exercise" and band in ("older", "very_old")):
+                    continue
+                topics.add(f.concept)
+                add(f)
         add(
             Feature(
                 id="social_home",
