@@ -249,3 +249,19 @@ def test_cli_generate_writes_loadable_jsonl(tmp_path):
     r = CliRunner().invoke(app, ["cases", "generate", "--n", "3", "--specialty", "astrology", "-o", str(out)])
     assert r.exit_code != 0 and "unknown specialty" in r.output
     assert out.read_bytes() == first  # a failed run leaves the earlier file intact
+
+
+def test_no_generated_case_carries_its_own_condition_as_background():
+    from clinic_env.cases.generator import _CONFLICTS
+
+    for m, conds in _CONFLICTS.items():
+        assert m in KB.comorbidities
+        assert all(c in KB.conditions for c in conds)
+    for c in generate_cases(400, seed=17):
+        cond = c.source.original_id
+        background = {f.id for m in KB.comorbidities.values() for f in m.features}
+        own = {f.id for f in KB[cond].features}
+        for m in KB.comorbidities.values():
+            if m.id == cond or cond in _CONFLICTS.get(m.id, ()):
+                assert not ({f.id for f in m.features} - own) & {f.id for f in c.facts}, (c.id, m.id)
+        assert background  # the table is not empty

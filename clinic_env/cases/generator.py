@@ -244,6 +244,22 @@ LIVES = {
 _GENERIC_TOPICS = frozenset({"medications", "past_medical_history", "allergies", "family_history"})
 
 
+# Comorbidity -> conditions it would duplicate or contradict as background (beyond a shared id or topic).
+_CONFLICTS = {
+    "hypertension": ("essential_hypertension", "pre_eclampsia"),
+    "anticoagulated_af": ("atrial_fibrillation", "acute_limb_ischaemia", "ischaemic_stroke"),
+    "type2_diabetes": ("type1_diabetes", "diabetic_ketoacidosis"),
+    "depression_ssri": ("major_depression", "bipolar_depression"),
+    "heavy_alcohol": ("alcohol_dependence", "acute_pancreatitis"),
+    "heart_failure": ("acute_heart_failure",),
+    "peptic_ulcer_history": ("bleeding_peptic_ulcer",),
+    "ckd": ("acute_kidney_injury", "nephrotic_syndrome"),
+    "asthma": ("acute_asthma",),
+    "smoker": ("copd_exacerbation", "lung_cancer"),
+    "epilepsy_valproate": ("first_seizure",),
+}
+
+
 class GeneratorError(ValueError):
     """Arguments the generator cannot satisfy (an unknown specialty, an age no condition occurs at, ...)."""
 
@@ -394,7 +410,9 @@ class CaseGenerator:
         covered = {k for f in condition.features for k in (f.concept, *f.extra_concepts)} - _GENERIC_TOPICS
         child = age < 12
         for m in self.kb.comorbidities.values():
-            if child or any(f.concept in covered for f in m.features):
+            if child or m.id == condition.id or condition.id in _CONFLICTS.get(m.id, ()):
+                continue
+            if any(f.concept in covered for f in m.features):
                 continue
             if _has(m, band, sex, rng):
                 comorbid[m.id] = [add(f) for f in m.features]
