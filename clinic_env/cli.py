@@ -204,6 +204,97 @@ def cases_generate(
     err_console.print(f"wrote {n} cases to {out}")
 
 
+@cases_app.command("import")
+def cases_import(
+    src: Annotated[Path, typer.Argument(metavar="IN", help="Source JSON Lines file.")],
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="agentclinic, agentclinic-nejm, mediq or healthbench.")
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "-o",
+            "--out",
+            help="Output JSONL of cases (atomic); OUT.errors.jsonl and OUT.report.json beside it.",
+        ),
+    ],
+    llm: Annotated[
+        str | None,
+        typer.Option(
+            "--llm",
+            help="Structure free-text vignettes with this model: hf:PATH, openai:MODEL@URL, vllm:PATH.",
+        ),
+    ] = None,
+    id_prefix: Annotated[
+        str | None, typer.Option("--id-prefix", help="Case-id prefix (default: the format).")
+    ] = None,
+    default_sex: Annotated[
+        str | None,
+        typer.Option(
+            "--default-sex", help="'female' or 'male' for records that do not say (kept as a placeholder)."
+        ),
+    ] = None,
+    llm_retries: Annotated[
+        int, typer.Option("--llm-retries", min=0, help="Retries on invalid LLM JSON.")
+    ] = 2,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Records per batched LLM call.")] = 8,
+) -> None:
+    """Import AgentClinic, MediQ or HealthBench records as cases. Exit 0 if every record imported, 1 if any failed."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from .cases.importers import ImportInputError, import_file, sidecar_paths
+
+    model = None
+    if llm is not None:
+        from .llm import load_chat_model
+
+        try:
+            model = load_chat_model(llm)
+        except (ValueError, FileNotFoundError, ImportError, OSError) as exc:
+            err_console.print(f"[red]cannot load the --llm model[/red]: {escape(str(exc))}", soft_wrap=True)
+            raise typer.Exit(2) from None
+    try:
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+        ) as bar:
+            task = bar.add_task(f"importing {src.name}", total=None)
+            report = import_file(
+                src,
+                out,
+                fmt,
+                llm=model,
+                id_prefix=id_prefix,
+                default_sex=default_sex,
+                max_retries=llm_retries,
+                batch_size=batch_size,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+    except ImportInputError as exc:
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        err_console.print(f"[red]cannot write {out}[/red]: {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    for e in report.errors[:10]:
+        err_console.print(f"  {src.name}:{e['line']}: {escape(e['error'])}", highlight=False, soft_wrap=True)
+    if report.n_failed > 10:
+        err_console.print(f"  ... and {report.n_failed - 10} more")
+    errors_path, report_path = sidecar_paths(out)
+    wrote = f"wrote {out}" if report.output else f"{out} not written (nothing imported)"
+    colour = "green" if report.n_failed == 0 else "red"
+    err_console.print(
+        f"[{colour}]{report.n_imported} of {report.n_records} records imported[/{colour}], {report.n_failed} failed; "
+        f"{wrote}; errors in {errors_path}, report in {report_path}",
+        soft_wrap=True,
+    )
+    raise typer.Exit(0 if report.n_failed == 0 else 1)
+
+
 def _backend(spec: str):
     if spec == "rule":
         return "rule"

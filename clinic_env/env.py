@@ -15,9 +15,22 @@ from .cases import Case, CaseSet, load_cases
 from .patient import PatientSimulator, PatientTurn
 from .rubrics import RuleRubricGenerator, RuleVerifier, Transcript, score_grades
 from .rubrics.schema import Rubric
+from .rubrics.scoring import example_metrics
 
 _BASE_CHARSET = string.ascii_letters + string.digits + string.punctuation + " \n\t" + "°µ–—’‘“”…·±≤≥×→"
 DEFAULT_SHAPING = {"essential_fact": 0.0, "turn_cost": 0.0}
+_BUILTIN: list[CaseSet] = []  # the shipped library, loaded once per process
+
+
+def _load_cases_shared(cases: Any) -> CaseSet:
+    """``load_cases(cases)``, except that every env of a process shares one built-in library: cases are immutable,
+    and a private copy per env cost about 7 MB and a recompile of each case it met (compiled cases are cached
+    per case object)."""
+    if isinstance(cases, str) and cases == "builtin":
+        if not _BUILTIN:
+            _BUILTIN.append(load_cases("builtin"))
+        return _BUILTIN[0]
+    return load_cases(cases)
 
 
 def _charset(cases: CaseSet) -> str:
@@ -72,6 +85,27 @@ def grade_messages(
     }
 
 
+def _healthbench_grader(cases: CaseSet, verifier: Any) -> Any:
+    """The grader for HealthBench single-turn tasks among ``cases`` (imported with ``cases import --format
+    healthbench``); None when there are none. Their criteria are free text, so a rule verifier cannot grade them."""
+    tasks = [c.id for c in cases if isinstance(c.extra.get("healthbench"), dict)]
+    if not tasks:
+        return None
+    if hasattr(verifier, "grade_requests"):  # an LLM judge, prompted exactly as HealthBench grades one reply
+        import copy
+
+        grader = copy.copy(verifier)
+        grader.consultation = False
+        return grader
+    if hasattr(verifier, "lookup"):  # replayed labels (ReplayGrader)
+        return verifier
+    raise ValueError(
+        f"{len(tasks)} case(s) (e.g. {tasks[0]!r}) are HealthBench single-turn tasks, whose free-text criteria the "
+        "rule verifier cannot grade: pass verifier=clinic_env.rubrics.LLMVerifier(chat_model) (any ChatModel as "
+        "the judge) or verifier=clinic_env.rubrics.ReplayGrader('labels.jsonl')"
+    )
+
+
 class ConsultationEnv(gym.Env[str, str]):
     """A doctor (the agent) consults a simulated patient drawn from a case library.
 
@@ -88,6 +122,10 @@ class ConsultationEnv(gym.Env[str, str]):
     By default 0 on every turn and, when the episode ends, the case rubric's HealthBench score (sum of the points of
     met criteria over the sum of positive points; can be negative). Optional shaping (``shaping=``):
     ``essential_fact`` per essential fact disclosed for the first time, ``turn_cost`` subtracted per turn.
+    HealthBench single-turn tasks (``clinic-env cases import --format healthbench``): ``reset`` returns the prompt
+    conversation (``info["messages"]`` holds its messages), the first ``step(reply)`` ends the episode and the reward
+    is the reply's HealthBench score on the example's own rubric, graded by ``verifier`` (an ``LLMVerifier`` or a
+    ``ReplayGrader``; required, since the rule verifier cannot grade free-text criteria).
 
     ## Starting State
     A case drawn uniformly from ``cases`` with the env's generator (or ``options={"case_id": ...}``); the
@@ -141,13 +179,14 @@ class ConsultationEnv(gym.Env[str, str]):
         unknown = set(shaping or {}) - set(DEFAULT_SHAPING)
         if unknown:
             raise ValueError(f"unknown shaping keys {sorted(unknown)}; known: {sorted(DEFAULT_SHAPING)}")
-        self.cases: CaseSet = load_cases(cases)
+        self.cases: CaseSet = _load_cases_shared(cases)
         self.patient = PatientSimulator(patient, max_turns=max_turns)
         self.max_turns = max_turns
         self.reward_fn = reward
         self.shaping = {**DEFAULT_SHAPING, **(shaping or {})}
         self.rubric_generator = rubric_generator or RuleRubricGenerator()
         self.verifier = verifier or RuleVerifier()
+        self._hb_grader = _healthbench_grader(self.cases, verifier)  # None without HealthBench tasks
         self.rubric_seed = rubric_seed
         self.render_mode = render_mode
         self.log_path = Path(log_path) if log_path else None
@@ -163,7 +202,8 @@ class ConsultationEnv(gym.Env[str, str]):
 
     def _fit(self, text: str) -> str:
         """Keep an observation inside the observation space (length and charset)."""
-        text = "".join(ch if ch in self._charset else "?" for ch in text)
+        if not self._charset.issuperset(text):  # fast path: the usual text needs no replacement
+            text = "".join(ch if ch in self._charset else "?" for ch in text)
         return text[: self.observation_space.max_length]
 
     def _rubric(self, case: Case, seed: int) -> Rubric:
@@ -179,6 +219,7 @@ class ConsultationEnv(gym.Env[str, str]):
         return {
             "case_id": case.id,
             "specialty": case.specialty.value,
+            "patient": {"age_years": case.demographics.age_years, "sex": case.demographics.sex.value},
             "turn": len(self._messages) // 2,
             "messages": [dict(m) for m in self._messages],
             "disclosed": tuple(fu.disclosed),
@@ -205,7 +246,10 @@ class ConsultationEnv(gym.Env[str, str]):
             self.rubric_seed if self.rubric_seed is not None else int(self.np_random.integers(2**31))
         )
         opening = self.patient.reset(case, np.random.default_rng(int(self.np_random.integers(2**63))))
-        self._messages: list[dict[str, str]] = [{"role": "user", "content": opening}]
+        hb = case.extra.get("healthbench")  # a HealthBench single-turn task: its prompt is the conversation
+        self._messages: list[dict[str, str]] = (
+            [dict(m) for m in hb["prompt"]] if hb else [{"role": "user", "content": opening}]
+        )
         self._done = False
         self._episode_reward = 0.0
         obs = self._fit(opening)
@@ -222,6 +266,8 @@ class ConsultationEnv(gym.Env[str, str]):
             raise TypeError(
                 f"the action is the doctor's utterance and must be a str, got {type(action).__name__}"
             )
+        if "healthbench" in self._case.extra:
+            return self._step_healthbench(action)
         before = set(self.patient.facts.disclosed)
         turn: PatientTurn = self.patient.respond(action)
         self._messages.append({"role": "assistant", "content": action})
@@ -242,6 +288,52 @@ class ConsultationEnv(gym.Env[str, str]):
         if self.render_mode == "human":
             self.render()
         return obs, float(reward), terminated, truncated, info
+
+    def _step_healthbench(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """A HealthBench single-turn task: the reply ends the episode; reward = its HealthBench score."""
+        case = self._case
+        assert case is not None
+        hb = case.extra["healthbench"]
+        items = hb["rubrics"]
+        self._messages.append({"role": "assistant", "content": action})
+        if hasattr(self._hb_grader, "grade_requests"):  # LLM judge: all criteria in one batched call
+            got = self._hb_grader.grade_requests(
+                [(self._messages, r["criterion"], r["points"]) for r in items]
+            )
+        else:  # replayed labels
+            got = [self._hb_grader.lookup(hb["prompt_id"], i, r["criterion"]) for i, r in enumerate(items)]
+        met = [bool(g["criteria_met"]) for g in got]
+        metrics = example_metrics(items, met, hb.get("example_tags", ()))
+        score = float(metrics["overall_score"])
+        value = score if self.reward_fn == "rubric" else float(self.reward_fn(case, items, got, metrics))
+        reward = value - self.shaping["turn_cost"]
+        self._done = True
+        self._episode_reward += reward
+        info = self._info()
+        info.update(
+            {
+                "termination_reason": "healthbench_reply",
+                "score": score,
+                "score_breakdown": {k: v for k, v in metrics.items() if k != "overall_score"},
+                "rubric": [
+                    {
+                        "id": str(i),
+                        "text": r["criterion"],
+                        "points": r["points"],
+                        "tags": list(r.get("tags", [])),
+                        "met": m,
+                        "explanation": str(g.get("explanation", "")),
+                    }
+                    for i, (r, g, m) in enumerate(zip(items, got, met, strict=True))
+                ],
+                "episode_reward_rubric": value,
+            }
+        )
+        if self.log_path is not None:
+            self._log(info)
+        if self.render_mode == "human":
+            self.render()
+        return "", float(reward), True, False, info
 
     def _grade(self, turn: PatientTurn) -> dict[str, Any]:
         case = self._case
