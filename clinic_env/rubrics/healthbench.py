@@ -33,7 +33,7 @@ class Example:
     line: int
 
 
-def _check_example(rec: Any) -> str | None:
+def check_example(rec: Any) -> str | None:
     if not isinstance(rec, dict):
         return "line is not a JSON object"
     missing = [k for k in REQUIRED_KEYS if k not in rec]
@@ -85,7 +85,7 @@ def load_healthbench(path: str | Path) -> tuple[list[Example], list[dict[str, An
                     {"line": n, "prompt_id": None, "error": f"not JSON: {exc.msg} (column {exc.colno})"}
                 )
                 continue
-            problem = _check_example(rec)
+            problem = check_example(rec)
             pid = rec.get("prompt_id") if isinstance(rec, dict) else None
             if problem is None and str(pid) in seen:
                 problem = f"duplicate prompt_id {pid!r}"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from clinic_env.rubrics.healthbench import _check_example
+from clinic_env.rubrics.healthbench import check_example
 
 from ..schema import Case
 from .assemble import PLACEHOLDER_ICD10, parse_age, parse_sex
@@ -35,7 +35,7 @@ def render_prompt(messages: list[dict[str, str]]) -> str:
 
 def healthbench_case(rec: Any, ctx: RecordContext) -> Case:
     """One HealthBench line as a single-turn rubric task (a :class:`Case` carrying the example in ``extra``)."""
-    problem = _check_example(rec)
+    problem = check_example(rec)
     if problem:
         raise RecordError(problem)
     pid = str(rec["prompt_id"])
