@@ -13,9 +13,18 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS_ENV = "CLINIC_ENV_BENCH_RESULTS"
+
+
+def results_dir() -> Path:
+    """Where results go: ``$CLINIC_ENV_BENCH_RESULTS`` when set (tests point it at a temp folder), else
+    ``benchmarks/results/``. Read at call time, so setting the variable after import works."""
+    override = os.environ.get(RESULTS_ENV)
+    return Path(override) if override else RESULTS
 
 
 def machine() -> dict[str, Any]:
+    """Python, platform and CPU facts recorded with every result."""
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -25,8 +34,10 @@ def machine() -> dict[str, Any]:
 
 
 def write_result(name: str, payload: dict[str, Any]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{name}.json"
+    """Write ``results_dir()/NAME.json`` atomically, with the time and machine facts; returns the path."""
+    out_dir = results_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{name}.json"
     doc = {
         "benchmark": name,
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from benchmarks._common import RESULTS, write_result
+from benchmarks._common import results_dir, write_result
 
 MAX_TURNS = 16
 
@@ -149,8 +149,8 @@ def main(argv: list[str] | None = None) -> dict:
     ax.set_title("SB3 MaskablePPO in clinic_env/Consultation-v0", fontsize=10)
     ax.legend()
     fig.tight_layout()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    png = RESULTS / "sb3_ppo.png"
+    results_dir().mkdir(parents=True, exist_ok=True)
+    png = results_dir() / "sb3_ppo.png"
     fig.savefig(png, dpi=120)
     result = {
         "steps": steps,

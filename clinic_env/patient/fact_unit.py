@@ -26,8 +26,10 @@ from dataclasses import dataclass
 from clinic_env.cases.schema import Level
 
 from . import lexicon as lx
-from .text import normalize, words
+from .text import stem, words
 from .understanding import CompiledCase, Intents
+
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,27 @@ class FactUnit:
         self.disclosed: dict[str, None] = dict.fromkeys(cc.case.opening_facts)
         self.ordered_tests: dict[str, None] = {}
         self.examined: dict[str, None] = {}
+        self._leak_cache: tuple[frozenset[str], list[tuple[str, frozenset[str], int]]] | None = None
+
+    def _leak_signatures(self, allowed: set[str]) -> list[tuple[str, frozenset[str], int]]:
+        """``(fact id, distinctive tokens, hits needed)`` for each fact not in ``allowed`` whose signature keeps at
+        least three tokens no allowed fact shares. Depends only on ``allowed``, which changes on few turns, so
+        the last answer is kept (checks run on every reply, sometimes several times per turn)."""
+        key = frozenset(allowed)
+        if self._leak_cache is None or self._leak_cache[0] != key:
+            allowed_tokens: set[str] = set()
+            for fid in allowed:
+                allowed_tokens |= self.cc.fact_signature.get(fid, frozenset())
+            found = []
+            for fid, sig in self.cc.fact_signature.items():
+                if fid in allowed:
+                    continue
+                distinct = sig - allowed_tokens
+                if len(distinct) < 3:
+                    continue  # too few distinctive words to tell a leak from chance
+                found.append((fid, distinct, max(3, math.ceil(0.5 * len(distinct)))))
+            self._leak_cache = (key, found)
+        return self._leak_cache[1]
 
     def release(self, intents: Intents) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Facts this turn releases: ``(new, already disclosed)``. Records the new ones."""
@@ -69,29 +92,27 @@ class FactUnit:
         allowed = set(self.disclosed) if allowed is None else allowed
         out: list[Violation] = []
         low = reply.lower()
-        names = [m.group(0) for m in self.cc.diagnosis_pattern.finditer(low)]
-        if self.cc.diagnosis_abbrev is not None:
-            names += [m.group(0) for m in self.cc.diagnosis_abbrev.finditer(reply)]
+        cc = self.cc
+        needles = cc.diagnosis_needles
+        names = []
+        if needles is None or any(n in low for n in needles[0]):
+            names = [m.group(0) for m in cc.diagnosis_pattern.finditer(low)]
+        if cc.diagnosis_abbrev is not None and (needles is None or any(n in reply for n in needles[1])):
+            names += [m.group(0) for m in cc.diagnosis_abbrev.finditer(reply)]
         for name in names:
             # Repeating a name the doctor has already said is hearing, not leaking.
             if not set(words(name)) <= doctor_words:
                 out.append(Violation("diagnosis", f"names the diagnosis ({name!r})"))
                 break
-        reply_tokens = set(normalize(reply).split())
-        allowed_tokens: set[str] = set()
-        for fid in allowed:
-            allowed_tokens |= self.cc.fact_signature.get(fid, frozenset())
-        for fid, sig in self.cc.fact_signature.items():
-            if fid in allowed:
-                continue
-            distinct = sig - allowed_tokens
-            if len(distinct) < 3:
-                continue  # too few distinctive words to tell a leak from chance
+        # One tokenisation serves every check below: normalize(reply).split() is exactly the stems of words(reply).
+        reply_raw_words = words(reply)
+        reply_words = [stem(w) for w in reply_raw_words]
+        reply_tokens = set(reply_words)
+        for fid, distinct, need in self._leak_signatures(allowed):
             hit = distinct & reply_tokens
-            if len(hit) >= max(3, math.ceil(0.5 * len(distinct))):
+            if len(hit) >= need:
                 out.append(Violation("undisclosed_fact", f"{fid} ({', '.join(sorted(hit))})"))
-        numbers_said = set(re.findall(r"\d+(?:\.\d+)?", reply))
-        reply_words = normalize(reply).split()
+        numbers_said = set(_NUMBER.findall(reply))
         reply_grams = {" ".join(reply_words[i : i + 4]) for i in range(len(reply_words) - 3)}
         for tid in self.cc.tests:
             if tid in self.ordered_tests:
@@ -103,7 +124,7 @@ class FactUnit:
                     Violation("unordered_result", f"{tid} ({', '.join(sorted(nums) or sorted(grams)[:1])})")
                 )
         if literacy is not Level.high:
-            used = [w for w in dict.fromkeys(words(reply)) if w in lx.JARGON and w not in doctor_words]
+            used = [w for w in dict.fromkeys(reply_raw_words) if w in lx.JARGON and w not in doctor_words]
             if used and (literacy is Level.low or len(used) >= 2):
                 out.append(Violation("jargon", ", ".join(used)))
         return out

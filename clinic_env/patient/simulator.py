@@ -29,7 +29,7 @@ from . import examiner
 from .affective import AffectiveRenderer, Axes
 from .fact_unit import FactUnit, Violation
 from .termination import TerminationGate
-from .text import clean, normalize, words
+from .text import clean, stem, words
 from .understanding import UNSURE_CONCEPTS, CompiledCase, Intents, compile_case
 
 if TYPE_CHECKING:
@@ -174,7 +174,8 @@ class PatientSimulator:
         intents = self.cc.parse(utterance)
         if self.semantic is not None and not intents.requests_examiner:
             intents = self.semantic.augment(self.cc, utterance, intents)
-        self.doctor_words.update(words(utterance))
+        utterance_words = words(utterance)
+        self.doctor_words.update(utterance_words)
         ordered_before = bool(self.facts.ordered_tests)
         new, again = self.facts.release(intents)
         exam_lines = tuple(
@@ -185,7 +186,7 @@ class PatientSimulator:
         )
         decision = self.gate.update(
             intents,
-            normalize(utterance),
+            " " + " ".join([stem(w) for w in utterance_words]) + " ",  # normalize(utterance), one pass fewer
             only_repeats=bool(again)
             and not new
             and not (

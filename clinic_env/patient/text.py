@@ -119,8 +119,25 @@ _KEEP = frozenset(
 
 
 def stem(word: str) -> str:
+    """The crude stem of one lower-cased word (memoized: the same words recur in every turn and rubric)."""
+    cached = _STEMS.get(word)
+    if cached is None:
+        cached = _stem(word)
+        if len(_STEMS) < _STEMS_MAX:  # bounded: novel tokens (numbers, LLM noise) must not grow it forever
+            _STEMS[word] = cached
+    return cached
+
+
+# A plain dict rather than functools.lru_cache: a hit is one dict lookup, which matters on this hot path.
+_STEMS: dict[str, str] = {}
+_STEMS_MAX = 1 << 16
+
+
+def _stem(word: str) -> str:
     if len(word) <= 3 or word in _KEEP or word.isdigit():
         return word
+    if word[-1] == "s" and word[:-1] in _KEEP:
+        return word[:-1]  # "fevers" meets "fever" (otherwise the "-ers" suffix makes it "fev")
     for suf in _SUFFIXES:
         # "-ly" needs a stem of four letters: "early" must not become "ear", "belly" not "bel".
         if word.endswith(suf) and len(word) - len(suf) >= (4 if suf == "ly" else 3):
@@ -133,8 +150,13 @@ def stem(word: str) -> str:
     return word
 
 
+_ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # the category-C characters of ASCII, less \t \n
+
+
 def clean(text: str) -> str:
     """Drop control and format characters; keep letters, digits, punctuation and emoji."""
+    if text.isascii():  # fast path, same result: in ASCII only these control characters are category C
+        return _ASCII_CONTROL.sub("", text)
     return "".join(ch for ch in text if unicodedata.category(ch)[0] != "C" or ch in "\n\t")
 
 
@@ -150,17 +172,21 @@ _CONTRACTIONS = (
 
 
 def words(text: str) -> list[str]:
-    t = unicodedata.normalize("NFKD", text.lower())
+    t = text.lower()
+    if not t.isascii():  # NFKD leaves ASCII unchanged
+        t = unicodedata.normalize("NFKD", t)
     # Expand contractions first: "we'll" is "we will", not "well" (which would meet a "Wells score").
-    for pattern, repl in _CONTRACTIONS:
-        t = pattern.sub(repl, t)
-    t = _APOSTROPHE.sub("", t)
+    # Every contraction pattern and _APOSTROPHE needs an apostrophe, so text without one skips them all.
+    if "'" in t or "’" in t or "`" in t:
+        for pattern, repl in _CONTRACTIONS:
+            t = pattern.sub(repl, t)
+        t = _APOSTROPHE.sub("", t)
     return [w for w in _NON_WORD.split(t) if w]
 
 
 def normalize(text: str) -> str:
     """Space-padded stemmed words: ``" do you smok "``. Pad so phrases match on word boundaries."""
-    return " " + " ".join(stem(w) for w in words(text)) + " "
+    return " " + " ".join([stem(w) for w in words(text)]) + " "
 
 
 def contains_phrase(norm_text: str, phrase: str) -> bool:

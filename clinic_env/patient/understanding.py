@@ -198,9 +198,27 @@ class CompiledCase:
     facts: dict[str, object] = field(repr=False, default_factory=dict)  # id -> Fact
     exams: dict[str, object] = field(repr=False, default_factory=dict)  # id -> ExamFinding
     tests: dict[str, object] = field(repr=False, default_factory=dict)  # id -> TestResult
+    # The literal strings the two diagnosis patterns are built from (lower-cased names, abbreviations as written):
+    # a pattern can match only text holding one of them, so a plain substring test can skip the regex.
+    # None: unknown, always run the patterns.
+    diagnosis_needles: tuple[tuple[str, ...], tuple[str, ...]] | None = field(repr=False, default=None)
+    # The last few parses, so the verifier grading an episode reuses what the patient parsed during it.
+    _recent: dict[str, Intents] = field(repr=False, compare=False, default_factory=dict)
 
     def parse(self, utterance: str) -> Intents:
-        return _parse(self, utterance)
+        """What ``utterance`` does (always parsed afresh; the result is remembered for :meth:`parse_recent`)."""
+        intents = _parse(self, utterance)
+        with _CACHE_LOCK:
+            self._recent[utterance] = intents
+            if len(self._recent) > _RECENT_SIZE:
+                del self._recent[next(iter(self._recent))]  # oldest first
+        return intents
+
+    def parse_recent(self, utterance: str) -> Intents:
+        """Like :meth:`parse`, reusing a recent parse of the same utterance (parsing is a pure function of the
+        case and the text, and :class:`Intents` is immutable). For graders of episodes just played."""
+        hit = self._recent.get(utterance)
+        return hit if hit is not None else self.parse(utterance)
 
     def find_diagnosis(self, text: str) -> str | None:
         """The first diagnosis name or synonym in ``text``, if any."""
@@ -216,18 +234,21 @@ class _Automaton:
     otherwise a pure-Python scan over phrases grouped by first word, so the core install needs no C extension."""
 
     def __init__(self, table: dict[str, list[tuple[str, str]]]):
-        self.table = {p: tuple(dict.fromkeys(v)) for p, v in table.items()}
+        # Payloads are interned (shared across compiled cases); the phrase table is kept only for the pure-Python
+        # scan, since the C automaton holds its own (phrase, payload) pairs.
+        payloads = {p: _intern(tuple(dict.fromkeys(v))) for p, v in table.items()}
         try:
             import ahocorasick
         except ImportError:
             ahocorasick = None
         if ahocorasick is not None:
             a = ahocorasick.Automaton()
-            for phrase, payload in self.table.items():
-                a.add_word(phrase, (phrase, payload))
+            for phrase, payload in payloads.items():
+                a.add_word(phrase, _intern((phrase, payload)))
             a.make_automaton()
             self._ac = a
         else:
+            self.table = payloads
             self._ac = None
             by_first: dict[str, list[str]] = defaultdict(list)
             for phrase in self.table:
@@ -254,8 +275,29 @@ PhraseIndex = _Automaton  # public name: agents index their own phrases with it
 
 
 def _key(phrase: str) -> str | None:
-    n = normalize(phrase)
-    return n if n.strip() else None
+    """The normalized key of a phrase, or None when it has no words. Memoized: most phrases of every case are
+    the shared lexicon's, so compiling a case mostly looks keys up, and compiled cases share the key strings."""
+    hit = _KEYS.get(phrase, _NO_KEY)
+    if hit is _NO_KEY:
+        n = normalize(phrase)
+        hit = n if n.strip() else None
+        if len(_KEYS) < _INTERN_MAX:
+            _KEYS[phrase] = hit
+    return hit
+
+
+def _intern(value: tuple) -> tuple:
+    """One shared copy of an immutable payload: the lexicon's phrases carry equal payloads in every case."""
+    if len(_INTERNED) >= _INTERN_MAX:
+        return value
+    return _INTERNED.setdefault(value, value)
+
+
+_NO_KEY = object()
+_KEYS: dict[str, str | None] = {}
+_INTERNED: dict[tuple, tuple] = {}
+# Bounds both tables (the lexicon holds a few thousand phrases; cases add a few hundred).
+_INTERN_MAX = 1 << 17
 
 
 def _build(case: Case) -> CompiledCase:
@@ -368,6 +410,7 @@ def _build(case: Case) -> CompiledCase:
         system_exams={k: tuple(v) for k, v in system_exams.items()},
         diagnosis_pattern=dx,
         diagnosis_abbrev=abbrev,
+        diagnosis_needles=(tuple(n.lower() for n in long_names), tuple(short)),
         fact_signature=signature,
         test_numbers=numbers,
         test_grams=grams,
@@ -394,6 +437,7 @@ _STOP = frozenset(
 _CACHE: OrderedDict[int, tuple[Case, CompiledCase]] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
 _CACHE_SIZE = 4096
+_RECENT_SIZE = 32  # parses remembered per compiled case: an episode's doctor turns, a few episodes deep
 
 
 def compile_case(case: Case) -> CompiledCase:

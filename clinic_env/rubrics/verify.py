@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -155,16 +156,16 @@ def mentions(
     (a structured plan recommends what it lists).
     """
     found = []
-    keys = [(t, normalize(t)) for t in terms if normalize(t).strip()]
-    cue_keys = [normalize(c) for c in cues if normalize(c).strip()]
-    for sent in _SENT.split(text):
-        if unconditional and any(c in normalize(sent) for c in _CONDITIONAL):
+    joined, sentences = _segments(text)
+    # A term absent from the whole text is in no clause: one substring test drops most terms before the loops.
+    keys = [(t, k) for t, k in _term_keys(tuple(terms)) if k in joined]
+    if not keys:
+        return found
+    cue_keys = [k for _, k in _term_keys(tuple(cues))]
+    for conditional, in_plan, clauses in sentences:
+        if unconditional and conditional:
             continue  # "if you get worse, call 999" is a safety net, not a disposition
-        in_plan = sent.lstrip().lower().startswith("plan")
-        for clause in _CLAUSE.split(sent):
-            if not clause or not clause.strip():
-                continue
-            norm = normalize(clause)
+        for norm in clauses:
             if cue_keys and not in_plan and not any(c in norm for c in cue_keys):
                 continue
             for term, key in keys:
@@ -175,6 +176,29 @@ def mentions(
                 negated = any(cue in before for cue in _NEG_BEFORE) or any(cue in after for cue in _NEG_AFTER)
                 found.append((term, negated))
     return found
+
+
+# Grading evaluates ~20 criteria against the same transcript text, and rubric terms recur across criteria and
+# episodes: both are normalized once and memoized here (bounded LRU; results are immutable str and tuples).
+@functools.lru_cache(maxsize=8192)
+def _term_keys(terms: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """``(term, normalized key)`` for each term with at least one word, in order."""
+    return tuple((t, k) for t in terms if (k := normalize(t)).strip())
+
+
+@functools.lru_cache(maxsize=256)
+def _segments(text: str) -> tuple[str, tuple[tuple[bool, bool, tuple[str, ...]], ...]]:
+    """``text`` as (all normalized clauses joined, and per sentence: holds a conditional cue, starts with "plan",
+    its normalized non-empty clauses). Normalized text is space-padded with single inner spaces, so the joined
+    string has a double space at each clause boundary, which no normalized term can span: a term is in
+    ``joined`` exactly when it is in some clause."""
+    out = []
+    for sent in _SENT.split(text):
+        conditional = any(c in normalize(sent) for c in _CONDITIONAL)
+        in_plan = sent.lstrip().lower().startswith("plan")
+        clauses = tuple(normalize(c) for c in _CLAUSE.split(sent) if c and c.strip())
+        out.append((conditional, in_plan, clauses))
+    return "".join(c for _, _, cl in out for c in cl), tuple(out)
 
 
 _CONDITIONAL = tuple(normalize(x) for x in ("if", "should you", "in case", "unless", "whenever"))
@@ -199,7 +223,7 @@ class _Analysis:
         self.diagnosis_at: int | None = None
         dx_names = case.diagnosis.names
         for i, turn in enumerate(self.doctor):
-            it = cc.parse(turn)
+            it = cc.parse_recent(turn)  # the patient parsed these turns during the episode
             for f in it.facts:
                 self.asked_at.setdefault(f, i)
             self.exams.update(it.exams)
