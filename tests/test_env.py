@@ -95,16 +95,23 @@ def test_truncation_and_wrappers():
     assert "episode" in info and info["episode"]["l"] == 3
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
-def test_make_vec(mode):
-    envs = gym.make_vec("clinic_env/Consultation-v0", num_envs=2, vectorization_mode=mode)
+def _vec_run(mode):
+    # async needs shared_memory=False: Gymnasium reads a Text space's shared memory only once (stale observations)
+    kw = {"vector_kwargs": {"shared_memory": False}} if mode == "async" else {}
+    envs = gym.make_vec("clinic_env/Consultation-v0", num_envs=2, vectorization_mode=mode, **kw)
     try:
-        obs, infos = envs.reset(seed=[1, 2])
-        assert len(obs) == 2 and all(isinstance(o, str) for o in obs)
-        obs, rewards, terms, truncs, infos = envs.step(("Do you smoke?", "Any allergies?"))
+        obs0, _ = envs.reset(seed=[1, 2])
+        obs1, rewards, terms, truncs, infos = envs.step(("Do you smoke?", "Any allergies?"))
         assert len(rewards) == 2
+        return list(obs0), list(obs1)
     finally:
         envs.close()
+
+
+def test_make_vec_sync_and_async_agree():
+    sync, async_ = _vec_run("sync"), _vec_run("async")
+    assert all(isinstance(o, str) and o.strip() for o in sync[0] + sync[1])
+    assert async_ == sync
 
 
 def test_render_ansi():
