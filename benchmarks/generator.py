@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "meets_target": n / best >= 1000,
         "mean_facts_per_case": round(sum(len(c.facts) for c in cases) / n, 2),
         "cases_with_contraindication": sum(bool(c.management.contraindications) for c in cases),
+        "contraindication_traps": sum("contraindication_trap" in {t.value for t in c.tags} for c in cases),
         "specialty_counts": dict(sorted(spec.items())),
         "quick": args.quick,
     }

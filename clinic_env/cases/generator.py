@@ -461,6 +461,7 @@ class CaseGenerator:
         found = {e.id for e in exam} | {t.id for t in tests}
 
         contraindications = []
+        trap = False  # a contraindication this patient's own history triggers (not one inherent to the condition)
         for ci in condition.management.contraindications:
             if ci.when == "always":
                 # unsafe for this condition itself: the facts that establish the condition are the evidence
@@ -468,9 +469,9 @@ class CaseGenerator:
                     condition.opening_features
                 )
             elif ci.when in comorbid:
-                evidence = tuple(comorbid[ci.when])
+                evidence, trap = tuple(comorbid[ci.when]), True
             elif ci.when in present:
-                evidence = (ci.when,)
+                evidence, trap = (ci.when,), True
             else:
                 continue
             contraindications.append(
@@ -492,7 +493,7 @@ class CaseGenerator:
         )
         essential_present = [f.id for f in facts if f.essential]
         tags: list[CaseTag] = []
-        if any(c.evidence for c in contraindications):
+        if trap:
             tags.append(CaseTag.contraindication_trap)
         if any(f.sensitive and f.essential for f in facts):
             tags.append(CaseTag.sensitive_key_fact)
