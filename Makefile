@@ -7,12 +7,13 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 PYTEST_ARGS ?=
 
-.PHONY: help demo test bench lint format clean
+.PHONY: help demo test bench train-demo lint format clean
 
 help:
 	@echo "make demo   - run the main job on embedded defaults (writes runs/demo/)"
 	@echo "make test   - install everything except vLLM and run the whole test suite"
 	@echo "make bench  - run all benchmarks (writes benchmarks/results/)"
+	@echo "make train-demo - the CPU end-to-end GRPO proof (writes benchmarks/results/train_demo.json)"
 	@echo "make lint   - ruff"
 
 $(BIN)/python:
@@ -41,6 +42,9 @@ test: $(VENV)/.all
 
 bench: $(VENV)/.all
 	$(BIN)/python -m benchmarks
+
+train-demo: $(VENV)/.all
+	$(BIN)/python -m benchmarks.train_demo
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

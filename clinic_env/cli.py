@@ -4,6 +4,7 @@ clinic-env cases schema                 # JSON Schema of a case
 clinic-env cases validate PATH...       # every problem with file, line, case id, field; exit 1 if any
 clinic-env cases stats [SOURCE] [--json]
 clinic-env cases generate --n N --seed S -o OUT.jsonl
+clinic-env train --config training/configs/STAGE.yaml [--set KEY=VALUE]
 clinic-env demo                         # the main job on embedded defaults
 """
 
@@ -667,6 +668,25 @@ def serve_command(
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         err_console.print(f"cannot serve: {escape(str(exc))}")
         raise typer.Exit(2) from None
+
+
+@app.command("train", context_settings={"allow_extra_args": False})
+def train_command(
+    config: Annotated[
+        Path, typer.Option("--config", help="A stage config, e.g. training/configs/multi_turn.yaml.")
+    ],
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a config key: KEY=VALUE (dotted; repeatable).")
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Validate the config and its paths, then exit.")
+    ] = False,
+) -> None:
+    """Run one training stage (sft, single_turn, multi_turn): the same as ``python -m training.grpo``."""
+    from training.grpo import main as grpo_main
+
+    argv = ["--config", str(config)] + [x for o in overrides or [] for x in ("--set", o)]
+    raise typer.Exit(grpo_main(argv + (["--check"] if check else [])))
 
 
 if __name__ == "__main__":

@@ -90,3 +90,15 @@ def test_import_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"import clinic_env pulled in {out.stdout.strip()}"
+
+
+def test_train_command_rejects_unknown_config_keys_before_building_anything():
+    from typer.testing import CliRunner
+
+    from clinic_env.cli import app
+
+    r = CliRunner().invoke(
+        app, ["train", "--config", "training/configs/multi_turn.yaml", "--set", "grpo.bogus=1", "--check"]
+    )
+    assert r.exit_code == 2
+    assert "grpo.bogus: unknown key" in r.output
