@@ -1,6 +1,6 @@
 """A tiny local transformers chat model for benchmarks, built in-process: nothing is downloaded.
 
-The same recipe as ``tests/tiny_models.py`` (kept as a copy so benchmarks do not import from ``tests/``): a byte-level
+The same recipe as ``tests/tiny_models.py`` (tests/tiny_models.py re-exports it): a byte-level
 BPE tokenizer trained on the project's docs and case files, and a small randomly initialised Llama. Its text is
 noise; benchmarks use it to measure the cost of the plumbing around an LLM patient (prompting, batching, padding,
 generation loop), not quality.
