@@ -31,6 +31,7 @@ def plot(summary: dict[str, Any], path: Path) -> Path:
     if sft["eval_loss_curve"]:
         ax[0].plot(*zip(*sft["eval_loss_curve"], strict=True), "o-", label="validation (other seeds)")
     ax[0].set(title="SFT warm start: loss", xlabel="optimizer step", ylabel="cross-entropy (nats/token)")
+    ax[0].set_yscale("log")
     ax[0].legend()
     curve = summary["grpo"]["rubric_curve"]
     if curve:
@@ -54,8 +55,14 @@ def plot(summary: dict[str, Any], path: Path) -> Path:
     ax[2].bar([i - 0.2 for i in x], before, 0.4, label="after SFT")
     ax[2].bar([i + 0.2 for i in x], after, 0.4, label="after GRPO")
     ax[2].set_xticks(list(x), labels)
-    ax[2].set(title=f"{len(summary['held_out_cases'])} held-out cases", ylabel="mean rubric score")
-    ax[2].legend()
+    title = f"{len(summary['held_out_cases'])} held-out cases"
+    if "well_formed_turns_before" in summary:
+        title += (
+            f"\nwell-formed doctor turns (sampled): {summary['well_formed_turns_before']:.2f} -> "
+            f"{summary['well_formed_turns_after']:.2f}"
+        )
+    ax[2].set(title=title, ylabel="mean rubric score")
+    ax[2].legend(loc="lower right")
     fig.suptitle(
         f"CPU end-to-end proof: {summary['minutes']:.1f} min wall, {summary['threads']} threads"
         + (" (quick)" if summary["quick"] else "")

@@ -40,8 +40,7 @@ def evaluate_model(
     import torch
 
     from .data import make_env
-    from .grpo import group_seed
-    from .rollout import EpisodeRunner, HFGenerator
+    from .rollout import EpisodeRunner, HFGenerator, group_seed
 
     if samples_per_case < 1:
         raise ValueError(f"samples_per_case must be >= 1, got {samples_per_case}")

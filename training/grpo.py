@@ -19,7 +19,6 @@ What TRL does and what is added here:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -29,6 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, TrainConfig, load_config, preflight
+from .rollout import group_seed
+
+__all__ = ["ClinicGRPOTrainer", "EpochSeededRepeatSampler", "MultiTurnRollout", "group_seed", "run_stage"]
 
 try:  # TRL is an optional extra; the trainer subclass exists only where it is installed
     from trl import GRPOTrainer as _GRPOTrainer
@@ -149,13 +151,6 @@ def build_grpo_args(cfg: TrainConfig) -> Any:
         **({"gradient_checkpointing": True} if g.gradient_checkpointing else {}),
         **g.extra,
     )
-
-
-def group_seed(base: int, step: int, group: int, case_id: str) -> int:
-    """The patient seed of one group of episodes: fixed by (config seed, global step, group, case), so a resumed
-    run replays the same consultations; shared by the group, so advantages compare the doctors, not the dice."""
-    h = hashlib.sha256(f"{base}|{step}|{group}|{case_id}".encode()).hexdigest()
-    return int(h[:8], 16)
 
 
 class MultiTurnRollout:
@@ -284,6 +279,8 @@ def build_trainer(cfg: TrainConfig, *, callbacks: list[Any] | None = None) -> tu
 
     if cfg.stage not in ("single_turn", "multi_turn"):
         raise ValueError(f"build_trainer needs stage single_turn or multi_turn, got {cfg.stage!r}")
+    if _GRPOTrainer is object:
+        raise ImportError("GRPO training needs trl: pip install 'clinic-env[train]'")
     cases = select_cases(cfg.data)
     if cfg.stage == "multi_turn":
         rows = multi_turn_rows(cases, cfg.env)

@@ -19,6 +19,7 @@ when the patient is a ``ChatModel``).
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,13 @@ from typing import Any, Protocol
 from .data import policy_view
 
 SENTINEL = "\u0000CLINIC_ENV_TURN\u0000"
+
+
+def group_seed(base: int, step: int, group: int, case_id: str) -> int:
+    """The patient seed of one group of episodes: fixed by (config seed, global step, group, case), so a resumed
+    run replays the same consultations; shared by the group, so advantages compare the doctors, not the dice."""
+    h = hashlib.sha256(f"{base}|{step}|{group}|{case_id}".encode()).hexdigest()
+    return int(h[:8], 16)
 
 
 class TokenGenerator(Protocol):
