@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from clinic_env.cases.generator import BAND_SHARE
 from clinic_env.cases.knowledge import Condition, KnowledgeBase, age_band, load_knowledge
 
 _DENIAL = re.compile(
@@ -178,6 +179,7 @@ class _Episode:
     patient: dict[str, Any] = field(default_factory=dict)
     questions_left: int = 0
     repeats: int = 0
+    log_prior: list[float] | None = None
     stage: str = "open"
 
 
@@ -302,8 +304,6 @@ class ScriptedDoctor:
             if age is not None:
                 w = prev.by_age.get(age_band(float(age)), 0.0)
             else:
-                from clinic_env.cases.generator import BAND_SHARE
-
                 w = sum(v * BAND_SHARE[b] for b, v in prev.by_age.items())
             if sex in ("female", "male"):
                 w *= getattr(prev, sex)
@@ -319,7 +319,10 @@ class ScriptedDoctor:
     def posterior(self) -> list[float]:
         """Normalised posterior over the knowledge base's conditions given the evidence so far."""
         ep = self._ep
-        logp = [math.log(w) if w > 0 else -1e9 for w in self.prior(ep.patient, ep.patient.get("_specialty"))]
+        if ep.log_prior is None:  # the prior depends only on the patient: once per episode
+            prior = self.prior(ep.patient, ep.patient.get("_specialty"))
+            ep.log_prior = [math.log(w) if w > 0 else -1e9 for w in prior]
+        logp = list(ep.log_prior)
         for i, table in enumerate(self.lik):
             s = logp[i]
             for k, yes in ep.present.items():
@@ -360,8 +363,8 @@ class ScriptedDoctor:
         patient_text = "\n".join(ln for ln in observation.splitlines() if not ln.startswith("[examiner]"))
         ep.results += [(m.group(1).strip(), m.group(2).strip()) for m in _EXAMINER.finditer(observation)]
         ep.heard.append(patient_text)
+        pol = _polarity(patient_text)  # read once: used for the pending question and for what else was said
         if ep.pending is not None:
-            pol = _polarity(patient_text)
             if pol is not None:
                 ep.present[ep.pending] = pol
             if pol:  # the answer told the whole item, e.g. a cough "with green phlegm"
@@ -369,7 +372,7 @@ class ScriptedDoctor:
             ep.pending = None
         if _REPEAT.match(patient_text.strip()):
             ep.repeats += 1
-        if _polarity(patient_text) is not False:
+        if pol is not False:
             for k in self.mentioned(patient_text):
                 ep.asked.add(k)
                 if k.endswith("_pain") or k == "headache":
