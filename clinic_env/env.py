@@ -13,6 +13,7 @@ from gymnasium import spaces
 
 from .cases import Case, CaseSet, load_cases
 from .patient import PatientSimulator, PatientTurn
+from .patient.coherence import UNINTELLIGIBLE, case_vocabulary, is_garbled
 from .rubrics import RuleRubricGenerator, RuleVerifier, Transcript, score_grades
 from .rubrics.schema import Rubric
 from .rubrics.scoring import example_metrics
@@ -58,9 +59,19 @@ def grade_messages(
 
     Returns ``score``, ``score_breakdown`` (per axis and dimension), ``rubric`` (each criterion with ``met`` and
     ``explanation``) and the raw ``grades`` and ``metrics``; shared by the single- and multi-agent envs.
+
+    The grader reads what the patient heard: a garbled doctor turn (mostly non-words, ``patient.coherence``), which
+    the patient did not understand, reaches the verifier as ``UNINTELLIGIBLE`` and earns nothing. Without this a
+    policy can be paid for keyword salad that no patient would follow.
     """
+    vocab = case_vocabulary(case)
     transcript = Transcript(
-        [("patient" if m["role"] == "user" else "doctor", m["content"]) for m in messages]
+        [
+            ("patient", m["content"])
+            if m["role"] == "user"
+            else ("doctor", UNINTELLIGIBLE if is_garbled(m["content"], vocab) else m["content"])
+            for m in messages
+        ]
     )
     grades = verifier.grade(case, rubric, transcript)
     metrics = score_grades(rubric, grades)

@@ -170,7 +170,7 @@ class AffectiveRenderer:
         if rude:
             parts.append(self._pick(RUDE_F if self.axes.style_sensitive else RUDE_T))
             markers.append("hurt_by_rudeness" if self.axes.style_sensitive else "brushes_off_rudeness")
-        if ending in ("patience_rudeness", "patience_repetition", "patience_too_long"):
+        if ending in ("patience_rudeness", "patience_repetition", "patience_incoherent", "patience_too_long"):
             parts.append(self._pick(LEAVING))
             markers.append("leaves")
             return Rendered(" ".join(parts), tuple(markers))

@@ -27,6 +27,7 @@ from clinic_env.cases.schema import Case, ExamSystem
 
 from . import examiner
 from .affective import AffectiveRenderer, Axes
+from .coherence import case_vocabulary, is_garbled
 from .fact_unit import FactUnit, Violation
 from .termination import TerminationGate
 from .text import clean, stem, words
@@ -171,11 +172,15 @@ class PatientSimulator:
         if not isinstance(utterance, str):
             raise TypeError(f"the doctor's utterance must be a str, got {type(utterance).__name__}")
         utterance = clean(utterance[:MAX_UTTERANCE_CHARS])
-        intents = self.cc.parse(utterance)
-        if self.semantic is not None and not intents.requests_examiner:
+        # A garbled turn (mostly non-words, see coherence.py) is not understood at all: nothing is released,
+        # examined or ordered, and it costs the patient's patience like a repeated question.
+        garbled = is_garbled(utterance, case_vocabulary(self._case))
+        intents = self.cc.parse("" if garbled else utterance)
+        if self.semantic is not None and not garbled and not intents.requests_examiner:
             intents = self.semantic.augment(self.cc, utterance, intents)
         utterance_words = words(utterance)
-        self.doctor_words.update(utterance_words)
+        if not garbled:
+            self.doctor_words.update(utterance_words)
         ordered_before = bool(self.facts.ordered_tests)
         new, again = self.facts.release(intents)
         exam_lines = tuple(
@@ -192,6 +197,7 @@ class PatientSimulator:
             and not (
                 intents.missing_concepts or intents.requests_examiner or intents.diagnosis or intents.plan
             ),
+            garbled=garbled,
         )
         missing_deny = sum(1 for k in intents.missing_concepts if k not in UNSURE_CONCEPTS)
         missing_unsure = len(intents.missing_concepts) - missing_deny

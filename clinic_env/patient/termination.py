@@ -1,7 +1,8 @@
 """The Termination Gate: when a consultation ends, and why.
 
 Ends (``terminated``) when the doctor has given both a diagnosis and a plan (in either order), says goodbye, or
-exhausts the patient's patience (rudeness, repetition, or a consultation too long for an impatient persona); the
+exhausts the patient's patience (rudeness, repetition, garbled turns the patient cannot make sense of, or a
+consultation too long for an impatient persona); the
 turn limit ends it as ``truncated``. The reason is always recorded.
 """
 
@@ -22,6 +23,7 @@ REASONS = (
     "goodbye",
     "patience_rudeness",
     "patience_repetition",
+    "patience_incoherent",
     "patience_too_long",
     "turn_limit",
 )
@@ -46,13 +48,19 @@ class TerminationGate:
         self.turns = 0
         self.repeats = 0
         self.rude = 0
+        self.garbled = 0
         self.diagnosis_given = False
         self.plan_given = False
         self._seen: set[str] = set()
 
-    def update(self, intents: Intents, norm_utterance: str, *, only_repeats: bool) -> Decision:
-        """Account for one doctor turn; ``only_repeats`` means it asked only for facts already given."""
+    def update(
+        self, intents: Intents, norm_utterance: str, *, only_repeats: bool, garbled: bool = False
+    ) -> Decision:
+        """Account for one doctor turn; ``only_repeats`` means it asked only for facts already given, ``garbled``
+        that the turn was not language (``coherence.is_garbled``): the patient puts up with as many of those as
+        with repeats."""
         self.turns += 1
+        self.garbled += garbled
         if intents.rude:
             self.rude += 1
         if norm_utterance.strip() and (norm_utterance in self._seen or only_repeats):
@@ -68,6 +76,8 @@ class TerminationGate:
             return Decision(terminated=True, reason="patience_rudeness")
         if self.repeats >= self.repeat_limit:
             return Decision(terminated=True, reason="patience_repetition")
+        if self.garbled >= self.repeat_limit:
+            return Decision(terminated=True, reason="patience_incoherent")
         if self.turns >= self.max_turns:
             return Decision(truncated=True, reason="turn_limit")
         if self.turns >= self.turn_budget:
