@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from clinic_env.cases.schema import Case, Level, Urgency
 
+from .paraphrase import expand
 from .schema import Axis, Check, Criterion, Dimension, Rubric
 
 URGENCY_TERMS: dict[Urgency, tuple[str, ...]] = {
@@ -52,6 +53,12 @@ URGENCY_TERMS: dict[Urgency, tuple[str, ...]] = {
         "admit",
         "hospital now",
         "now",
+        "within the hour",
+        "within an hour",
+        "stay in hospital",
+        "into hospital",
+        "keep you in",
+        "on the ward",
     ),
     Urgency.urgent: (
         "today",
@@ -71,6 +78,10 @@ URGENCY_TERMS: dict[Urgency, tuple[str, ...]] = {
         "fast track",
         "fast-track",
         "urgent",
+        "stay in hospital",
+        "into hospital",
+        "keep you in",
+        "on the ward",
     ),
     Urgency.routine: (
         "routine referral",
@@ -134,6 +145,23 @@ EMPATHY_TERMS = (
     "it's completely normal to",
     "that sounds",
     "not your fault",
+    "must be & worr",
+    "must be & frighten",
+    "must be & scar",
+    "must be & hard",
+    "sounds & frighten",
+    "sounds & exhaust",
+    "sounds & hard",
+    "i know this is",
+    "i know that's hard",
+    "i can see why",
+    "i can see how",
+    "i can hear",
+    "you've done well",
+    "you did well",
+    "no bother",
+    "don't apologise",
+    "wasn't your fault",
 )
 REASSURANCE_TERMS = (
     "nothing to worry about",
@@ -230,6 +258,15 @@ SAFETY_ACT = (
     "let us know",
     "see a doctor",
     "see us",
+    "tell the nurse",
+    "tell a nurse",
+    "press the buzzer",
+    "call bell",
+    "bring her",
+    "bring him",
+    "bring them",
+    "crisis",
+    "straight back",
 )
 _STOP_VERB = re.compile(
     r"^(stopping|stop|discontinuing|discontinue|withholding|withhold|holding|omitting)\s+"
@@ -267,13 +304,13 @@ def _short(text: str, n: int = 90) -> str:
     return text if len(text) <= n else text[: n - 1].rsplit(" ", 1)[0] + "…"
 
 
-def _treatment_terms(name: str, synonyms: Sequence[str]) -> tuple[str, ...]:
+def _treatment_terms(name: str, synonyms: Sequence[str], *, drugs_only: bool = False) -> tuple[str, ...]:
     terms = [name, *synonyms]
     # The name's head word ("Aspirin 300 mg" -> "aspirin") catches the common way of saying it.
     head = re.split(r"[(,;]| with | and | plus ", name, maxsplit=1)[0].strip()
     if head and head.lower() != name.lower() and len(head) > 3:
         terms.append(head)
-    return tuple(dict.fromkeys(t for t in terms if t and len(t) > 2))
+    return expand((t for t in terms if t and len(t) > 2), drugs_only=drugs_only)
 
 
 def _differential_terms(items) -> tuple[str, ...]:
@@ -313,7 +350,7 @@ def _differential_terms(items) -> tuple[str, ...]:
                 last = part.split()[-1].lower()
                 if len(last) >= 6 and last not in generic:
                     out.append(last)
-    return tuple(dict.fromkeys(out))
+    return expand(out)
 
 
 def _contraindication_check(c) -> Check:
@@ -325,7 +362,10 @@ def _contraindication_check(c) -> Check:
         terms = tuple(dict.fromkeys(t for t in (obj, obj.split()[0], *c.synonyms) if len(t) > 3))
         return Check(type="says", terms=terms, phase="closing", polarity="negated")
     return Check(
-        type="says", terms=_treatment_terms(c.treatment, c.synonyms), phase="closing", cues=RECOMMEND_CUES
+        type="says",
+        terms=_treatment_terms(c.treatment, c.synonyms, drugs_only=True),
+        phase="closing",
+        cues=RECOMMEND_CUES,
     )
 
 
@@ -443,7 +483,7 @@ class RuleRubricGenerator:
             ).format(x=case.diagnosis.primary),
             9,
             Dimension.diagnostic_accuracy,
-            Check(type="says", terms=case.diagnosis.names),
+            Check(type="says", terms=expand(case.diagnosis.names)),
             Axis.accuracy,
         )
         diffs = [d.name for d in case.diagnosis.differential[:3]]

@@ -25,6 +25,7 @@ from clinic_env.patient import lexicon as lx
 from clinic_env.patient.text import normalize, words
 from clinic_env.patient.understanding import compile_case
 
+from .paraphrase import expand, parts
 from .schema import Check, Criterion, Rubric
 from .scoring import example_metrics
 
@@ -100,6 +101,11 @@ _NEG_AFTER = tuple(
         "ruled out",
         "excluded",
         "not indicated",
+        "dangerous",
+        "risky",
+        "unsafe",
+        "make things worse",
+        "make it worse",
     )
 )
 
@@ -158,45 +164,96 @@ def mentions(
     found = []
     joined, sentences = _segments(text)
     # A term absent from the whole text is in no clause: one substring test drops most terms before the loops.
-    keys = [(t, k) for t, k in _term_keys(tuple(terms)) if k in joined]
+    keys = [
+        (t, k)
+        for t, k in _term_keys(tuple(terms))
+        if k[0] in joined and (len(k) == 1 or all(p in joined for p in k))
+    ]
     if not keys:
         return found
-    cue_keys = [k for _, k in _term_keys(tuple(cues))]
+    cue_keys = [k[0] for _, k in _term_keys(tuple(cues))]
+    # The last term named, for "it"/"them" in a later clause with a cue of its own ("stop it for now"); it is
+    # forgotten after the next sentence, since a pronoun rarely reaches further back.
+    last: str | None = None
     for conditional, in_plan, clauses in sentences:
-        if unconditional and conditional:
-            continue  # "if you get worse, call 999" is a safety net, not a disposition
-        for norm in clauses:
-            if cue_keys and not in_plan and not any(c in norm for c in cue_keys):
-                continue
+        # A recommending cue covers the rest of its sentence (a list of treatments after "we'll give you"), with
+        # its negation ("I won't prescribe X or Y: X is ..." leaves every later clause negated).
+        cued = in_plan or not cue_keys
+        cue_negated = False
+        last_here = None
+        for c_index, norm in enumerate(clauses):
+            if unconditional and conditional is not None and c_index >= conditional:
+                continue  # "if you get worse, call 999" is a safety net, not a disposition
+            own_cue = next((norm.find(c) for c in cue_keys if c in norm), -1)
+            if own_cue >= 0:
+                cue_negated = _negated(norm[: own_cue + 1], "")
+                cued = True
+            hits = []
             for term, key in keys:
-                pos = norm.find(key)
-                if pos < 0:
+                # a co-occurrence term ("gallbladder & inflamed") needs every part in the clause, in any order
+                spans = [(pos, pos + len(p)) for p in key if (pos := norm.find(p)) >= 0]
+                if len(spans) < len(key):
                     continue
-                before, after = norm[: pos + 1], norm[pos + len(key) - 1 :]
-                negated = any(cue in before for cue in _NEG_BEFORE) or any(cue in after for cue in _NEG_AFTER)
-                found.append((term, negated))
+                # negation before the last part counts ("gallbladder is not inflamed"), or after the whole term
+                start, last_start, end = (
+                    min(s for s, _ in spans),
+                    max(s for s, _ in spans),
+                    max(e for _, e in spans),
+                )
+                neg = _negated(norm[: last_start + 1], norm[end - 1 :]) or (own_cue < 0 and cue_negated)
+                hits.append((start, term, neg))
+            antecedent = last_here or last
+            if hits:
+                last_here = max(hits)[1]
+            elif (
+                cue_keys
+                and antecedent is not None
+                and any(c in norm for c in cue_keys)
+                and any(f" {p} " in norm for p in _PRONOUNS)
+            ):
+                pos = min(norm.find(f" {p} ") for p in _PRONOUNS if f" {p} " in norm)
+                hits.append((pos, antecedent, _negated(norm[: pos + 1], norm[pos:])))
+            if cued:
+                found += [(term, neg) for _, term, neg in hits]
+        last = last_here
     return found
+
+
+_PRONOUNS = ("it", "them", "those", "that one", "this one")
+
+
+def _negated(before: str, after: str) -> bool:
+    return any(cue in before for cue in _NEG_BEFORE) or any(cue in after for cue in _NEG_AFTER)
 
 
 # Grading evaluates ~20 criteria against the same transcript text, and rubric terms recur across criteria and
 # episodes: both are normalized once and memoized here (bounded LRU; results are immutable str and tuples).
 @functools.lru_cache(maxsize=8192)
-def _term_keys(terms: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    """``(term, normalized key)`` for each term with at least one word, in order."""
-    return tuple((t, k) for t in terms if (k := normalize(t)).strip())
+def _term_keys(terms: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``(term, normalized keys of its parts)`` for each term with at least one word, in order; an ordinary term
+    has one part, a co-occurrence term ``"a & b"`` one per part."""
+    out = []
+    for t in terms:
+        keys = tuple(k for p in parts(t) if (k := normalize(p)).strip())
+        if keys:
+            out.append((t, keys))
+    return tuple(out)
 
 
 @functools.lru_cache(maxsize=256)
-def _segments(text: str) -> tuple[str, tuple[tuple[bool, bool, tuple[str, ...]], ...]]:
-    """``text`` as (all normalized clauses joined, and per sentence: holds a conditional cue, starts with "plan",
+def _segments(text: str) -> tuple[str, tuple[tuple[int | None, bool, tuple[str, ...]], ...]]:
+    """``text`` as (all normalized clauses joined, and per sentence: the index of its first clause holding a
+    conditional cue (None if none), starts with "plan",
     its normalized non-empty clauses). Normalized text is space-padded with single inner spaces, so the joined
     string has a double space at each clause boundary, which no normalized term can span: a term is in
     ``joined`` exactly when it is in some clause."""
     out = []
     for sent in _SENT.split(text):
-        conditional = any(c in normalize(sent) for c in _CONDITIONAL)
         in_plan = sent.lstrip().lower().startswith("plan")
         clauses = tuple(normalize(c) for c in _CLAUSE.split(sent) if c and c.strip())
+        # the first clause under a condition: it and the clauses after it are conditional ("..., in case she
+        # needs dialysis" leaves the disposition before it unconditional)
+        conditional = next((i for i, c in enumerate(clauses) if any(k in c for k in _CONDITIONAL)), None)
         out.append((conditional, in_plan, clauses))
     return "".join(c for _, _, cl in out for c in cl), tuple(out)
 
@@ -207,6 +264,64 @@ _CONDITIONAL = tuple(normalize(x) for x in ("if", "should you", "in case", "unle
 def says(text: str, terms: Sequence[str]) -> bool:
     """Whether ``text`` mentions any of ``terms`` affirmatively (at least once not negated)."""
     return any(not neg for _, neg in mentions(text, terms))
+
+
+# Words that make a clause naming an examination or test a request for it ("I'll check your blood pressure", "we'll
+# send a muscle enzyme test"), for examinations and tests the patient's parser did not recognise.
+_REQUEST_CUES = (
+    "check",
+    "examine",
+    "look",
+    "feel",
+    "listen",
+    "send",
+    "take",
+    "do",
+    "get",
+    "order",
+    "arrange",
+    "book",
+    "run",
+    "repeat",
+    "measure",
+    "fill in",
+    "watch",
+    "test",
+    "scan",
+    "i'd like",
+    "let me",
+    "we'll",
+    "i'll",
+    "request",
+)
+
+
+@functools.lru_cache(maxsize=512)
+def _workup_terms(
+    items: tuple[tuple[str, str, tuple[str, ...]], ...],
+) -> tuple[tuple[str, ...], dict[str, set[str]]]:
+    """All terms for examinations or tests given as ``(id, name, synonyms)`` (names, synonyms, lay forms), and
+    which ids each term names; one ``mentions`` call per turn then covers every item."""
+    by_term: dict[str, set[str]] = {}
+    for i, name, syn in items:
+        for t in expand((name, *syn)):
+            by_term.setdefault(t, set()).add(i)
+    return tuple(by_term), by_term
+
+
+def _requested(text: str, items: tuple[tuple[str, str, tuple[str, ...]], ...]) -> set[str]:
+    """Ids of the examinations or tests that ``text`` asks for in words (a request cue in the clause, not negated)."""
+    terms, by_term = _workup_terms(items)
+    out: set[str] = set()
+    for term, neg in mentions(text, terms, _REQUEST_CUES):
+        if not neg:
+            out |= by_term[term]
+    return out
+
+
+def says_with(text: str, terms: Sequence[str], cues: Sequence[str]) -> bool:
+    """Whether ``text`` mentions one of ``terms`` affirmatively in a clause that also holds one of ``cues``."""
+    return any(not neg for _, neg in mentions(text, terms, cues))
 
 
 class _Analysis:
@@ -222,6 +337,9 @@ class _Analysis:
         self.closing_from: int | None = None
         self.diagnosis_at: int | None = None
         dx_names = case.diagnosis.names
+        last_workup = -1  # the last turn that requested an examination or a test
+        exam_items = tuple((e.id, e.name, tuple(e.synonyms)) for e in case.exam)
+        test_items = tuple((t.id, t.name, tuple(t.synonyms)) for t in case.tests)
         for i, turn in enumerate(self.doctor):
             it = cc.parse_recent(turn)  # the patient parsed these turns during the episode
             for f in it.facts:
@@ -229,21 +347,42 @@ class _Analysis:
             self.exams.update(it.exams)
             self.tests.update(it.tests)
             self.catalog.update(it.catalog_tests)
+            if it.exams or it.tests or it.catalog_tests:
+                last_workup = i
             gives_dx = it.diagnosis is not None or (says(turn, dx_names) and "?" not in turn)
             if gives_dx and self.diagnosis_at is None:
                 self.diagnosis_at = i
             if (gives_dx or it.plan is not None) and self.closing_from is None:
                 self.closing_from = i
+        # A doctor who explains in words the patient's parser does not know as a diagnosis or a plan ("your kidneys
+        # have had a sudden shock", a wrong diagnosis) still has a closing phase: the first statement turn (not
+        # ending in a question) after the last examination or test request, or else the last turn.
+        after = [
+            i for i in range(last_workup + 1, len(self.doctor)) if not self.doctor[i].rstrip().endswith("?")
+        ]
+        fallback = after[0] if after else len(self.doctor) - 1
+        self.closing_from = fallback if self.closing_from is None else min(self.closing_from, fallback)
         self.all_text = "\n".join(self.doctor)
+        self._items = {"examined": exam_items, "ordered": test_items}
         self.closing_text = (
             "\n".join(self.doctor[self.closing_from :]) if self.closing_from is not None else ""
         )
+
+    def requested(self, kind: str, ids: Sequence[str]) -> set[str]:
+        """Of ``ids``, the examinations (``kind`` "examined") or tests ("ordered") asked for in words the patient's
+        parser did not recognise ("a blood test for inflammation"). Only the ids a check still misses are searched,
+        so grading pays for this only when it can change a grade."""
+        items = tuple(x for x in self._items[kind] if x[0] in ids)
+        return _requested(self.all_text, items) if items else set()
 
 
 def evaluate(check: Check, a: _Analysis) -> tuple[bool, str]:
     t = check.type
     if t in ("asked", "examined", "ordered"):
         have = set(a.asked_at) if t == "asked" else a.exams if t == "examined" else a.tests
+        missing = [i for i in check.ids if i not in have]
+        if missing and t != "asked":
+            have = have | a.requested(t, missing)
         hit = [i for i in check.ids if i in have]
         if check.at_least:
             met = len(hit) >= min(check.at_least, len(check.ids))
