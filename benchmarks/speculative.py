@@ -11,6 +11,13 @@ so reruns only measure. Prompts are doctor turns of held-out cases. Every config
 greedily for a fixed number of tokens (end-of-turn tokens ignored), one prompt at a time in round-robin over the
 configurations, so a slow spell of this shared machine hits all of them alike. Speeds are decode-only (the
 prompt's prefill, the same work for every configuration, is timed separately).
+
+gamma is chosen before the measurement, by Leviathan et al.'s rule: on calibration prompts (other held-out doctor
+turns, disjoint from the measurement prompts) the bf16 target alone and with the draft at ``CAL_GAMMA`` decode in
+turn; alpha and c measured there give the theoretical speedup for every gamma in ``GAMMAS``, and the argmax is the
+gamma of every speculative configuration (the sweep measures the others). The JSON records the calibration, the
+prediction per gamma, and the same prediction with the verification's measured cost in place of the formula's
+one target step (``gamma_choice``).
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from benchmarks._common import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "runs" / "bench-models"
+GAMMAS = tuple(range(1, 9))  # the gammas the calibration rule chooses among (and the sweep measures)
+CAL_GAMMA = 4  # the gamma of the calibration run that measures alpha and c
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -59,14 +68,31 @@ def bench_models(quick: bool, log: Any = print) -> tuple[Path, Path]:
     return target, draft
 
 
-def heldout_prompts(tokenizer: Any, n: int, max_tokens: int, seed: int = 0) -> list[list[int]]:
-    """``n`` doctor-turn prompts from held-out cases (never seen by the target or the draft)."""
+def heldout_prompts(
+    tokenizer: Any, n: int, max_tokens: int, seed: int = 0, *, calibration: int = 0
+) -> list[list[int]] | tuple[list[list[int]], list[list[int]]]:
+    """``n`` doctor-turn prompts from held-out cases (never seen by the target or the draft).
+
+    With ``calibration=k``, also ``k`` more for calibration, returned as ``(measurement, calibration)``: the
+    measurement prompts are the same ``n`` as without it, and no calibration prompt equals one of them."""
     from deploy.corpus import build_corpus, doctor_prompts
 
     corpus = build_corpus(episodes_per_case=2)
     prompts = doctor_prompts(corpus.heldout, tokenizer)
     random.Random(seed).shuffle(prompts)
-    return [tokenizer(p, add_special_tokens=False)["input_ids"][-max_tokens:] for p in prompts[:n]]
+    ids = [tokenizer(p, add_special_tokens=False)["input_ids"][-max_tokens:] for p in prompts]
+    measure = ids[:n]
+    if not calibration:
+        return measure
+    seen = {tuple(p) for p in measure}
+    cal: list[list[int]] = []
+    for p in ids[n:]:
+        if tuple(p) not in seen and len(cal) < calibration:
+            seen.add(tuple(p))
+            cal.append(p)
+    if len(cal) < calibration:
+        raise ValueError(f"only {len(cal)} held-out prompts left for calibration, {calibration} asked")
+    return measure, cal
 
 
 # ---------------------------------------------------------------------------------------------- timing
@@ -169,6 +195,53 @@ class Config:
         return d
 
 
+# ---------------------------------------------------------------------------------------------- gamma
+def choose_gamma(target: Any, draft: Any, prompts: list[list[int]], max_new: int) -> dict[str, Any]:
+    """Leviathan et al.'s rule, on calibration prompts: measure alpha and c, take the gamma of ``GAMMAS`` that
+    maximises ``theoretical_speedup(alpha, gamma, c)``.
+
+    alpha and c come from the bf16 target alone and with ``draft`` at ``CAL_GAMMA``, decoding the calibration
+    prompts in turn (c as in the measurement: the draft's time per forward over the plain run's time per target
+    forward). For the record (not used by the rule), the verification's cost in target steps is timed for every
+    gamma and the formula recomputed with it in place of 1 (``predicted_with_verify_cost``)."""
+    from deploy.speculative import expected_tokens_per_round, theoretical_speedup
+
+    plain, spec = (
+        Config("calibration: bf16 target", target),
+        Config("calibration: + draft", target, draft, CAL_GAMMA),
+    )
+    for p in prompts:
+        plain.run([p], max_new)
+        spec.run([p], max_new)
+    step = plain.decode_s / max(1, plain.stats.target_forwards)
+    alpha = spec.stats.alpha
+    c = spec.stats.draft_s / max(1, spec.stats.draft_forwards) / step
+    theo = {g: theoretical_speedup(alpha, g, c) for g in GAMMAS}
+    best = max(GAMMAS, key=lambda g: theo[g])
+    verify = {}
+    for g in GAMMAS:  # adjacent timings: a slow spell of the machine hits both sides of each ratio
+        verify[g] = time_verify(target, g, steps=20) / time_forward(target, steps=20)
+    with_verify = {g: expected_tokens_per_round(alpha, g) / (g * c + verify[g]) for g in GAMMAS}
+    return {
+        "gamma": best,
+        "rule": (
+            f"argmax over gamma in {list(GAMMAS)} of (1 - alpha^(gamma+1)) / ((1 - alpha)(gamma c + 1)), alpha and c "
+            f"measured on {len(prompts)} calibration prompts (held-out doctor turns, none of them a measurement "
+            f"prompt), {max_new} greedy tokens each, bf16 target alone and with the draft at gamma {CAL_GAMMA}"
+        ),
+        "calibration_prompts": len(prompts),
+        "calibration_gamma": CAL_GAMMA,
+        "alpha": alpha,
+        "c": c,
+        "calibration_speedup": plain.decode_s / spec.decode_s,
+        "calibration_greedy_identical": plain.outputs == spec.outputs,
+        "theoretical_speedup_by_gamma": {str(g): v for g, v in theo.items()},
+        "verify_cost_in_target_steps_by_gamma": {str(g): v for g, v in verify.items()},
+        "predicted_with_verify_cost_by_gamma": {str(g): v for g, v in with_verify.items()},
+        "argmax_with_verify_cost": max(GAMMAS, key=lambda g: with_verify[g]),
+    }
+
+
 # ---------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -187,9 +260,10 @@ def main(argv: list[str] | None = None) -> dict:
     target_path, draft_path = bench_models(args.quick)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    n_prompts, max_new, gamma = (2, 24, 4) if args.quick else (10, 128, 4)
+    n_prompts, max_new = (2, 24) if args.quick else (10, 128)
+    n_cal, cal_new = (2, 24) if args.quick else (6, 96)
     tok = AutoTokenizer.from_pretrained(target_path)
-    prompts = heldout_prompts(tok, n_prompts, max_tokens=256)
+    prompts, cal_prompts = heldout_prompts(tok, n_prompts, max_tokens=256, calibration=n_cal)
 
     def load(dtype: str, quant: str | None = None, path: Path = target_path) -> Any:
         """As the Engine loads: quantize, then pack the float linears left over (bfloat16 on CPU)."""
@@ -204,6 +278,12 @@ def main(argv: list[str] | None = None) -> dict:
         return DraftModel(load(dtype, quant, draft_path))
 
     t_bf16, d_bf16 = load("bfloat16"), load_draft("bfloat16")
+    choice = choose_gamma(t_bf16, d_bf16, cal_prompts, cal_new)
+    gamma = choice["gamma"]
+    print(
+        f"gamma {gamma}: calibration alpha {choice['alpha']:.3f}, c {choice['c']:.3f}, theoretical speedup by gamma "
+        + ", ".join(f"{g}: {v:.2f}" for g, v in choice["theoretical_speedup_by_gamma"].items())
+    )
     t_fp32, d_fp32 = load("float32"), load_draft("float32")
     t_int8, d_int8 = load("bfloat16", "int8"), load_draft("bfloat16", "int8")
     t_int4, d_int4 = load("bfloat16", "int4-g32"), load_draft("bfloat16", "int4-g32")
@@ -221,7 +301,7 @@ def main(argv: list[str] | None = None) -> dict:
         Config("int4-g32 target", t_int4),
         Config("int4-g32 target + int4-g32 draft", t_int4, d_int4, gamma),
     ]
-    sweep = [Config(f"bf16 target + draft, gamma={g}", t_bf16, d_bf16, g) for g in (2, 3, 6)]
+    sweep = [Config(f"bf16 target + draft, gamma={g}", t_bf16, d_bf16, g) for g in GAMMAS if g != gamma]
     batch = 2 if args.quick else 8
     batched = [
         Config(f"bf16 target, batch {batch}", t_bf16, batch=batch),
@@ -330,6 +410,7 @@ def main(argv: list[str] | None = None) -> dict:
         "target_parameters": sum(p.numel() for p in t_fp32.parameters()),
         "draft_parameters": sum(p.numel() for p in d_fp32.model.parameters()),
         "prompts": len(prompts),
+        "calibration_prompts": len(cal_prompts),
         "max_new_tokens": max_new,
         # the headline: bf16 target + distilled draft, batch 1
         "speedup": head["speedup"],
@@ -337,6 +418,7 @@ def main(argv: list[str] | None = None) -> dict:
         "fraction_of_theoretical": head["fraction_of_theoretical"],
         "alpha": head["alpha"],
         "gamma": gamma,
+        "gamma_choice": choice,
         "c": head["c"],
         "c_isolated": head["c_isolated"],
         "fraction_of_theoretical_c_isolated": head["fraction_of_theoretical_c_isolated"],
@@ -361,23 +443,41 @@ def main(argv: list[str] | None = None) -> dict:
     _plot(payload, path.with_suffix(".png"))
     print(
         f"speculative (bf16, batch 1, gamma {gamma}): {head['speedup']:.2f}x measured vs {head['theoretical_speedup']:.2f}x "
-        f"theoretical (alpha {head['alpha']:.3f}, c {head['c']:.3f}); greedy identical: {head['greedy_identical']} -> {path}"
+        f"theoretical = {head['fraction_of_theoretical']:.1%} (alpha {head['alpha']:.3f}, c {head['c']:.3f}); greedy "
+        f"identical: {head['greedy_identical']} -> {path}"
     )
     return payload
 
 
 def _diagnose(head: dict[str, Any]) -> str:
-    """Where the measured speedup falls short of the formula, which charges a round ``gamma c + 1`` target steps
-    and credits it ``(1 - alpha^(gamma+1)) / (1 - alpha)`` tokens."""
-    return (
-        f"a round costs {head['round_cost_in_target_steps']:.2f} target steps against "
-        f"{head['formula_round_cost_in_target_steps']:.2f} in the formula: verifying {head['gamma'] + 1} tokens costs "
-        f"{head['verify_cost_in_target_steps']:.2f} steps (the formula assumes 1.00), drafting "
-        f"{head['draft_cost_in_target_steps']:.2f} (gamma c = {head['gamma'] * head['c']:.2f}), accept/reject and "
-        f"bookkeeping {head['accept_and_bookkeeping_in_target_steps']:.2f}; tokens per round measured "
-        f"{head['measured_tokens_per_round']:.2f} vs {head['predicted_tokens_per_round']:.2f} predicted from alpha "
-        "(acceptance is not independent from token to token)"
-    )
+    """Where the measured speedup stands against the formula, which charges a round ``gamma c + 1`` target steps
+    and credits it ``(1 - alpha^(gamma+1)) / (1 - alpha)`` tokens. Every clause is computed from the numbers."""
+    g = head["gamma"]
+    cost, formula = head["round_cost_in_target_steps"], head["formula_round_cost_in_target_steps"]
+    measured, predicted = head["measured_tokens_per_round"], head["predicted_tokens_per_round"]
+    verify = head["verify_cost_in_target_steps"]
+    parts = [
+        f"{head['fraction_of_theoretical']:.0%} of the theoretical speedup at gamma {g}",
+        f"a round costs {cost:.2f} target steps against {formula:.2f} in the formula ({cost / formula - 1:+.1%}): "
+        f"verifying {g + 1} tokens costs {verify:.2f} steps (the formula assumes 1.00), drafting "
+        f"{head['draft_cost_in_target_steps']:.2f} (gamma c = {g * head['c']:.2f}), accept/reject and bookkeeping "
+        f"{head['accept_and_bookkeeping_in_target_steps']:.2f}",
+    ]
+    tokens = f"tokens per round measured {measured:.2f} vs {predicted:.2f} predicted from alpha"
+    if measured < predicted * 0.99:
+        tokens += (
+            f" ({measured / predicted - 1:+.1%}: acceptance is not independent from token to token; the i.i.d. "
+            f"alpha matching the measured mean, {head['alpha_matching_mean_length']:.3f}, is below the "
+            f"estimate {head['alpha']:.3f})"
+        )
+    elif measured > predicted * 1.01:
+        tokens += (
+            f" ({measured / predicted - 1:+.1%}: rounds yield more than independent acceptance predicts)"
+        )
+    else:
+        tokens += " (within 1%)"
+    parts.append(tokens)
+    return "; ".join(parts)
 
 
 def _plot(payload: dict[str, Any], out: Path) -> None:
@@ -409,6 +509,9 @@ def _plot(payload: dict[str, Any], out: Path) -> None:
     a2.plot(gs, [s[1] for s in sweep], "o-", label="measured")
     a2.plot(gs, [s[2] for s in sweep], "s--", label="theoretical (measured alpha, c)")
     a2.axhline(2.0, color="grey", lw=0.8, ls=":")
+    a2.axvline(
+        payload["gamma"], color="grey", lw=0.8, ls="--", label=f"chosen by calibration ({payload['gamma']})"
+    )
     a2.set_xlabel("gamma (draft tokens per round)")
     a2.set_ylabel("speedup over the bf16 target, batch 1")
     a2.legend()

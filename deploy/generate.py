@@ -84,6 +84,18 @@ def decode_one_token(
 
 
 # ---------------------------------------------------------------------------------------------- the loop
+_ARANGES: dict[tuple[int, torch.device], Tensor] = {}
+
+
+def _arange(n: int, device: torch.device) -> Tensor:
+    """``torch.arange(n)``, built once per size and device: a decode loop needs the same few every round."""
+    key = (n, device)
+    a = _ARANGES.get(key)
+    if a is None:
+        a = _ARANGES[key] = torch.arange(n, device=device)
+    return a
+
+
 class Decoder:
     """Batched decoding of token prompts, plain (one target forward per token) or speculative (``draft`` given).
 
@@ -143,6 +155,7 @@ class Decoder:
             self.tokens[i, : len(t)] = t
         self.prompt_len = plen
         self.rows = torch.arange(B, device=dev)  # original row of each batch row (changes on compaction)
+        self._rows_list = self.rows.tolist()
         self.done = torch.zeros(B, dtype=torch.bool, device=dev)
         self.n_rows = B
         self._emitted = [0] * B
@@ -168,7 +181,7 @@ class Decoder:
                     prefill(draft.model, self.dcache, self.tokens[:, :P], plen)
             self.draft_len = plen.clone()
             self.stats.prefill_s += time.perf_counter() - t0
-        self._emit(torch.ones(B, dtype=torch.long, device=dev), self.lengths - 1)
+        self._emit([1] * B, first[:, None].tolist())
 
     # ------------------------------------------------------------------------------------------- bookkeeping
     @property
@@ -182,16 +195,12 @@ class Decoder:
         if len(hit):
             self.done[hit[0, 0]] = True
 
-    def _emit(self, n_new: Tensor, start: Tensor) -> None:
-        """Queue each active row's ``n_new`` tokens from ``start``: stop at a stop id or at ``max_new_tokens``."""
-        width = int(n_new.max())
-        if width == 0:
-            return
-        idx = (start[:, None] + torch.arange(width, device=start.device)).clamp(max=self.tokens.shape[1] - 1)
-        window = self.tokens.gather(1, idx).tolist()
+    def _emit(self, n_new: list[int], window: list[list[int]]) -> None:
+        """Queue batch row ``b``'s first ``n_new[b]`` tokens of ``window[b]``: stop at a stop id or at
+        ``max_new_tokens``. Plain Python on lists read back once per round (no tensor ops per row)."""
         stops = self._stop_set
-        for b, (r, n) in enumerate(zip(self.rows.tolist(), n_new.tolist(), strict=True)):
-            if self._finished[r]:
+        for b, (r, n) in enumerate(zip(self._rows_list, n_new, strict=True)):
+            if n == 0 or self._finished[r]:
                 continue
             out = []
             for t in window[b][:n]:
@@ -220,13 +229,14 @@ class Decoder:
             self.done[keep],
         )
         self.prompt_len = self.prompt_len[keep]
+        self._rows_list = self.rows.tolist()
         self.tcache.select_rows(keep)
         if self.dcache is not None:
             self.dcache.select_rows(keep)
             self.draft_len = self.draft_len[keep]
 
     def _n_done_in_batch(self) -> int:
-        return sum(self._finished[r] for r in self.rows.tolist())
+        return sum(self._finished[r] for r in self._rows_list)
 
     # ------------------------------------------------------------------------------------------- rounds
     def step(self) -> list[list[int]]:
@@ -236,8 +246,8 @@ class Decoder:
             return out
         if self.compact:
             self._compact()
-        all_active = not any(self._finished[r] for r in self.rows.tolist())
-        active = ~self.done
+        rows = self._rows_list
+        all_active = not any(self._finished[r] for r in rows)
         L = self.lengths
         with torch.inference_mode():
             if self.draft is None:
@@ -248,8 +258,10 @@ class Decoder:
                 )
                 self.stats.verify_s += time.perf_counter() - t0
                 self.stats.target_forwards += 1
-                self.tokens[torch.arange(len(L), device=L.device), L] = nxt
-                n_new = active.long()
+                self.tokens[_arange(len(rows), L.device), L] = nxt
+                n_list = [0 if self._finished[r] else 1 for r in rows]
+                n_new = 1 if all_active else torch.tensor(n_list, device=L.device)
+                window = nxt[:, None].tolist()
             else:
                 from .speculative import speculative_decode
 
@@ -265,21 +277,25 @@ class Decoder:
                     self.temperature,
                     self.generator,
                     stats=self.stats,
-                    active=None if all_active else active,
+                    active=None if all_active else ~self.done,
                 )
                 # write all gamma+1 candidates; only the first n_acc + 1 count (the rest lies past the new length)
-                idx = L[:, None] + torch.arange(self.gamma + 1, device=L.device)
-                self.tokens.scatter_(1, idx, new)
+                self.tokens.scatter_(1, L[:, None] + _arange(self.gamma + 1, L.device), new)
                 # the draft cache is valid through the accepted drafts it was fed (it never saw d_gamma)
                 draft_len = L + n_acc.clamp(max=self.gamma - 1)
+                n_list = [
+                    0 if self._finished[r] else n + 1 for r, n in zip(rows, n_acc.tolist(), strict=True)
+                ]
                 if all_active:
                     n_new, self.draft_len = n_acc + 1, draft_len
                 else:  # finished rows stay where they are
+                    active = ~self.done
                     n_new = torch.where(active, n_acc + 1, 0)
                     self.draft_len = torch.where(active, draft_len, self.draft_len)
+                window = new.tolist()
         self.lengths = L + n_new
-        self.stats.emitted_tokens += int(n_new.sum())
-        self._emit(n_new, L)
+        self.stats.emitted_tokens += sum(n_list)
+        self._emit(n_list, window)
         for r, toks in enumerate(self._pending):
             out[r] += toks
         self._pending = [[] for _ in range(self.n_rows)]

@@ -124,6 +124,15 @@ def rope_frequencies(config: Any, args: ModelArgs) -> tuple[Tensor, float]:
     return inv.float(), float(scale)
 
 
+def attention_length(max_position: int, capacity: int) -> int:
+    """Keys a call whose largest position is ``max_position`` attends over: past it, rounded up to ``KV_BLOCK``.
+
+    Rounded to a block so that attention sees the same key layout whether a position is decoded alone or verified
+    among draft tokens, which keeps low-precision (bfloat16) numerics consistent between the two.
+    """
+    return min(capacity, -(-(max_position + 1) // KV_BLOCK) * KV_BLOCK)
+
+
 class KVCache:
     """Keys and values of every layer, ``[layers, B, Hkv, S, D]``, written at per-row positions.
 
@@ -339,7 +348,7 @@ class _StepContext:
 
     cos: Tensor
     sin: Tensor
-    mask: Tensor
+    mask: Tensor | None  # boolean mask for the fused kernel; None when ``bias`` is used
     cache: KVCache
     rows: Tensor
     positions: Tensor
@@ -363,6 +372,7 @@ class Transformer(nn.Module):
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         self._rope_len = 0
         self._cos = self._sin = torch.empty(0)
+        self._rows: dict[tuple[int, int, torch.device], Tensor] = {}
         self.hf_config: Any = (
             None  # set by from_pretrained; kept for saving and for draft compatibility checks
         )
@@ -389,6 +399,14 @@ class Transformer(nn.Module):
             self._arange = torch.arange(size, device=self.inv_freq.device)
             self._rope_len = size
         return self._cos, self._sin
+
+    def _row_index(self, B: int, T: int, device: torch.device) -> Tensor:
+        """``[B, T]`` row numbers for the cache writes; built once per shape (a decode loop reuses a few)."""
+        key = (B, T, device)
+        rows = self._rows.get(key)
+        if rows is None:
+            rows = self._rows[key] = torch.arange(B, device=device)[:, None].expand(B, T)
+        return rows
 
     def new_cache(
         self, batch: int, capacity: int, *, kv_cache_dtype: str = "auto", n_layers: int | None = None
@@ -421,32 +439,34 @@ class Transformer(nn.Module):
 
         ``logits_index`` (``[B]``): return only that position's logits per row (``[B, 1, V]``), e.g. the last real
         prompt token after a right-padded prefill. ``n_layers``: run only the first layers, then the final norm and
-        head (the self-draft). ``kv_len``: keys to attend over (default: past the largest position, rounded up to
-        a block). Calls of up to ``ROWWISE_MAX_T`` tokens use ``attend_rowwise`` unless ``fast_attention`` (drafts:
+        head (the self-draft). ``kv_len``: keys to attend over (default: ``attention_length`` of the largest
+        position, which costs reading ``positions`` back; a decode loop that knows its lengths passes it and must
+        pass that same value, or bfloat16 results may differ by an ulp). Calls of up to ``ROWWISE_MAX_T`` tokens use ``attend_rowwise`` unless ``fast_attention`` (drafts:
         their numerics do not affect the output).
         """
         B, T = tokens.shape
-        pmax = int(positions.max())
-        if pmax >= cache.capacity:
-            raise ValueError(f"position {pmax} is past the KV cache capacity {cache.capacity}")
         if kv_len is None:
-            # Rounded up to a block: attention then sees the same key layout whether a position is decoded alone
-            # or verified among draft tokens, which keeps low-precision (bf16) numerics consistent between the two.
-            kv_len = min(cache.capacity, -(-(pmax + 1) // KV_BLOCK) * KV_BLOCK)
+            pmax = int(positions.max())
+            if pmax >= cache.capacity:
+                raise ValueError(f"position {pmax} is past the KV cache capacity {cache.capacity}")
+            kv_len = attention_length(pmax, cache.capacity)
+        elif kv_len > cache.capacity:
+            raise ValueError(f"kv_len {kv_len} is past the KV cache capacity {cache.capacity}")
         cos, sin = self._rope_tables(kv_len)
         # key j is visible to a query at position p iff j <= p: causal within the row, and everything past the
-        # row's own length (stale or padding entries) is hidden. One mask for all layers and heads.
-        mask = (self._arange[:kv_len] <= positions[..., None]).unsqueeze(1)
-        rows = torch.arange(B, device=tokens.device)[:, None].expand(B, T)
-        bias = None
+        # row's own length (stale or padding entries) is hidden. One mask (or additive bias) for all layers.
+        visible = self._arange[:kv_len] <= positions[..., None]  # [B, T, kv_len]
+        mask = bias = None
         if T <= ROWWISE_MAX_T and not fast_attention:
-            bias = torch.zeros(mask.shape, device=mask.device).masked_fill_(~mask, float("-inf")).unsqueeze(2)
+            bias = torch.where(visible, 0.0, float("-inf"))[:, None, None]  # [B, 1, 1, T, kv_len], float32
+        else:
+            mask = visible.unsqueeze(1)
         ctx = _StepContext(
             cos[positions].unsqueeze(2),
             sin[positions].unsqueeze(2),
             mask,
             cache,
-            rows,
+            self._row_index(B, T, tokens.device),
             positions,
             kv_len,
             bias,

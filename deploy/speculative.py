@@ -32,8 +32,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from .generate import DraftModel, logits_to_probs, sample_from_probs
-from .model import KVCache, Transformer
+from .generate import DraftModel, _arange, logits_to_probs, sample_from_probs
+from .model import KVCache, Transformer, attention_length
 
 
 @dataclass
@@ -176,62 +176,68 @@ def speculative_decode(
     ``tokens[b, :lengths[b]]`` is row b's sequence; the target cache holds ``lengths - 1`` of it and the draft
     cache ``draft_lengths`` (one or two behind). The caller advances ``lengths`` by ``n + 1`` (the rollback)
     and sets the draft's valid length to ``lengths + min(n, gamma - 1)``.
+
+    Cost per round, in forwards: ``gamma`` draft forwards and one target forward. The draft's first forward
+    catches up on the tokens it has not seen (the newest token, plus ``d_gamma`` when all drafts were accepted
+    last round, since the draft never fed its own last proposal) and its logits propose ``d_1``: catching up
+    costs no forward of its own. Positions and attention lengths are computed once per round from the largest
+    length (one read-back), so no forward of the round reads tensors back to Python.
     """
-    B = tokens.shape[0]
     dev = tokens.device
     L = lengths
     greedy = temperature <= 0
     t0 = time.perf_counter()
-    # --- draft: first catch up on the 1 or 2 tokens the draft has not seen, then propose gamma tokens
-    missing = L - draft_lengths
-    width = int(missing.max())
-    idx = draft_lengths[:, None] + torch.arange(width, device=dev)
+    missing = L - draft_lengths  # 1, or 2 after a round that accepted every draft
+    l_max, width = torch.stack([L.max(), missing.max()]).tolist()
+    # positions L-1 .. L-1+gamma of every row: the verification's, and (columns 1..gamma-1) the draft steps'
+    vpos = (L - 1)[:, None] + _arange(gamma + 1, dev)
+    # the target's attention length must be the one a plain decode would use (bitwise-equal greedy output)
+    t_kv = attention_length(l_max - 1 + gamma, tcache.capacity)
+    d_kv = attention_length(l_max - 2 + gamma, dcache.capacity)
+    # --- draft: catch up on the 1 or 2 tokens the draft has not seen, which proposes d_1, then d_2..d_gamma
+    idx = draft_lengths[:, None] + _arange(width, dev)
     logits = draft.model(
         tokens.gather(1, idx),
         idx,
         dcache,
-        logits_index=missing - 1,
+        logits_index=missing - 1,  # the row's newest token
         n_layers=draft.n_layers,
+        kv_len=d_kv,
         fast_attention=True,
     )[:, 0]
     drafted, qs = [], []
     for i in range(gamma):
         if i > 0:
             logits = draft.model(
-                drafted[-1][:, None],
-                (L - 1 + i)[:, None],
+                drafted[-1],
+                vpos[:, i : i + 1],
                 dcache,
                 n_layers=draft.n_layers,
+                kv_len=d_kv,
                 fast_attention=True,
             )[:, 0]
         if greedy:
-            d = logits.argmax(dim=-1)
+            d = logits.argmax(dim=-1, keepdim=True)
         else:
             q = logits_to_probs(logits, temperature)
-            d = sample_from_probs(q, generator)
+            d = sample_from_probs(q, generator)[:, None]
             qs.append(q)
         drafted.append(d)
-    d_tok = torch.stack(drafted, dim=1)  # [B, gamma]
     t1 = time.perf_counter()
     # --- verify: the target scores the newest token and all drafts in one forward
-    vin = torch.cat([tokens.gather(1, (L - 1)[:, None]), d_tok], dim=1)
-    vpos = (L - 1)[:, None] + torch.arange(gamma + 1, device=dev)
-    target_logits = target(vin, vpos, tcache)
+    vin = torch.cat([tokens.gather(1, vpos[:, :1]), *drafted], dim=1)
+    target_logits = target(vin, vpos, tcache, kv_len=t_kv)
     t2 = time.perf_counter()
+    d_tok = vin[:, 1:]  # [B, gamma]
     out, n = accept_draft_tokens(
         d_tok, target_logits, None if greedy else torch.stack(qs, dim=1), temperature, generator
     )
     if stats is not None:
-        if active is None:  # one sync for the three counts
-            act = B
-            accepted, rejected = torch.stack([n.sum(), (n < gamma).sum()]).tolist()
-        else:
-            n_act = n[active]
-            act, accepted, rejected = int(active.sum()), int(n_act.sum()), int((n_act < gamma).sum())
-        stats.rounds += act
-        stats.draft_tokens += gamma * act
-        stats.accepted_tokens += accepted
-        stats.rejections += rejected
+        counts = n.tolist() if active is None else n[active].tolist()
+        stats.rounds += len(counts)
+        stats.draft_tokens += gamma * len(counts)
+        stats.accepted_tokens += sum(counts)
+        stats.rejections += sum(c < gamma for c in counts)
         stats.draft_forwards += gamma
         stats.target_forwards += 1
         stats.draft_s += t1 - t0

@@ -144,6 +144,28 @@ def test_bf16_verification_is_bitwise_the_sequential_decode(packed):
         assert torch.equal(one_by_one, together)
 
 
+def test_explicit_kv_len_matches_the_default_and_is_checked():
+    """A decode loop passes ``kv_len`` (no read-back of positions per forward): the same value gives the same bits,
+    and a length past the cache is refused with the capacity in the message."""
+    from deploy.model import KV_BLOCK, attention_length
+
+    assert attention_length(0, 1000) == KV_BLOCK
+    assert attention_length(KV_BLOCK - 1, 1000) == KV_BLOCK
+    assert attention_length(KV_BLOCK, 1000) == 2 * KV_BLOCK
+    assert attention_length(900, 920) == 920  # never past the capacity
+    m = ours(hf_llama()).to(torch.bfloat16)
+    toks = torch.randint(0, 96, (2, 70))
+    outs = []
+    for kv in (None, attention_length(69, 100)):
+        cache = m.new_cache(2, 100)
+        with torch.no_grad():
+            m(toks[:, :65], torch.arange(65).expand(2, 65), cache)
+            outs.append(m(toks[:, 65:], torch.arange(65, 70).expand(2, 5), cache, kv_len=kv))
+    assert torch.equal(outs[0], outs[1])
+    with pytest.raises(ValueError, match="kv_len 128 is past the KV cache capacity 100"):
+        m(toks[:, :1], torch.zeros(2, 1, dtype=torch.long), m.new_cache(2, 100), kv_len=128)
+
+
 def test_unsupported_architecture_is_refused():
     from transformers import GPT2Config
 
@@ -339,6 +361,22 @@ def test_speedup_formula_and_alpha_estimates():
     assert s.alpha == pytest.approx(30 / 34)
     assert s.draft_acceptance_rate == pytest.approx(0.75)
     assert s.mean_accepted_length == pytest.approx(4.0)
+
+
+def test_benchmark_gamma_rule_is_the_argmax_of_the_formula_on_calibration(target):
+    """``benchmarks.speculative.choose_gamma`` measures alpha and c on its calibration prompts and returns the gamma
+    that maximises the theoretical speedup for them; the calibration decode itself is exact."""
+    from benchmarks.speculative import GAMMAS, choose_gamma
+
+    draft = DraftModel(perturbed(target, 0.3))
+    choice = choose_gamma(target, draft, [p for p in PROMPTS[:2]], 10)
+    alpha, c = choice["alpha"], choice["c"]
+    assert 0 < alpha <= 1 and c > 0
+    theo = {g: theoretical_speedup(alpha, g, c) for g in GAMMAS}
+    assert choice["gamma"] == max(GAMMAS, key=lambda g: theo[g])
+    assert choice["theoretical_speedup_by_gamma"] == {str(g): v for g, v in theo.items()}
+    assert choice["calibration_greedy_identical"]
+    assert all(v > 0 for v in choice["verify_cost_in_target_steps_by_gamma"].values())
 
 
 @pytest.fixture(autouse=True)
