@@ -447,7 +447,7 @@ CONCEPTS: dict[str, tuple[str, tuple[str, ...]]] = {
             "how much do you drink",
             "drink alcohol",
             "drinking alcohol",
-            "drinker",
+            "you a drinker",  # "drinker" alone stems to "drink", which also meets "drinking water"
             "units",
             "beer",
             "wine",
@@ -905,7 +905,7 @@ EXAM_SYSTEMS: dict[ExamSystem, tuple[tuple[str, ...], str]] = {
         (
             "genital",
             "testicles",
-            "testes",
+            "testicle",  # not "testes": it stems to "test" ("test the power in your legs")
             "scrotum",
             "penis",
             "genitourinary",
@@ -1604,3 +1604,104 @@ TEST_CATALOG.update(
         ),
     }
 )
+
+# Second pass for issue 3 (driven by the errors on the larger dev set, tests/data/doctor_questions_dev2.jsonl):
+# general clinical and lay wording that the phrases above missed.
+for _k, _extra in {
+    "pain.onset": (
+        "what time did this",
+        "what time did it",
+        "what time did the",
+        "did this start",
+        "did it start",
+        "did all this start",
+        "when did all this",
+        "did this begin",
+        "all this begin",
+        "ever since",
+        "first started",
+    ),
+    "pain.character": (
+        "sharp",
+        "dull",
+        "knife like",
+        "heavy ache",
+        "what's the pain like",
+        "what is the pain like",
+    ),
+    "pain.radiation": (
+        "through to your back",
+        "round to your back",
+        "into your back",
+        "up into your",
+        "into your ear",
+        "into the groin",
+        "into your groin",
+        "to the groin",
+        "down to your groin",
+        "pain move",
+        "move anywhere",
+        "go anywhere",
+        "shoot anywhere",
+        "shoot down",
+        "tip of your shoulder",
+        "shoulder tip",
+    ),
+    "pain.severity": ("how painful", "how much pain", "nought to ten", "zero to ten"),
+    "allergies": (
+        "allergic",
+        "allergy",
+        "allergic to any drugs",
+        "allergic to drugs",
+        "any drug allergies",
+        "allergies to any drugs",
+        "allergies to medication",
+        "allergies to any medication",
+        "allergic to medication",
+        "allergic to antibiotics",
+        "allergic to any antibiotics",
+    ),
+    "medications": (
+        "taken for the pain",
+        "tried anything",
+        "what have you tried",
+        "how long have you been on",
+        "how long has she been on",
+        "how long has he been on",
+        "what does she take",
+        "what does he take",
+    ),
+    "swelling": ("puffiness",),
+    "stool.blood": ("black stools", "black tarry", "tarry stools", "black tarry stools", "mucus in"),
+    "self_harm": ("on purpose", "too many tablets", "taken an overdose", "overdose"),
+    "travel": ("travelled", "travelling", "abroad"),
+    "weight_loss": ("lost any weight", "lose weight", "weight off"),
+    "past_medical_history": ("illnesses", "significant illness", "serious illness", "health conditions"),
+    "previous_episodes": ("come and gone before", "this before", "before like this", "happened in the past"),
+    "urine.symptoms": ("pass water", "when you wee", "toilet more often", "go more often", "sting when"),
+    "oral_intake": ("drinking water", "how much water", "how much fluid", "fluid intake", "cups of tea"),
+    "diarrhoea": ("d&v", "d and v"),
+    "vomiting": ("d&v", "d and v"),
+    "alcohol": ("smoke or drink", "drink or smoke"),
+    "ice.concerns": ("what are you hoping", "hoping we can", "would you rather", "treated at home"),
+    "bowel_habit": ("in the nappy", "in his nappy", "in her nappy"),
+}.items():
+    _kind, _phrases = CONCEPTS[_k]
+    CONCEPTS[_k] = (_kind, _phrases + _extra)
+ALIASES.update(
+    {
+        "stool.character": ("bowel_habit",),
+        "constipation": ("bowel_habit",),
+        "bowel_function": ("bowel_habit",),
+    }
+)
+DISMISSIVE = (*DISMISSIVE, "leave the", "for another day", "another time")
+for _system, _extra in {
+    ExamSystem.lymphatic: ("swollen glands", "glands in your neck", "lymph glands"),
+    ExamSystem.general: ("hydrated", "dehydrated", "how dry", "hydration"),
+}.items():
+    _phrases, _normal = EXAM_SYSTEMS[_system]
+    EXAM_SYSTEMS[_system] = (_phrases + _extra, _normal)
+for _name, _extra in {"Urea and electrolytes": ("u&es", "u and es")}.items():
+    _phrases, _normal = TEST_CATALOG[_name]
+    TEST_CATALOG[_name] = (_phrases + _extra, _normal)

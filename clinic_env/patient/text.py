@@ -114,6 +114,7 @@ _KEEP = frozenset(
         "done",
         "gone",
         "sure",
+        "during",  # not "dur", the stem of "duration"
     }
 )
 

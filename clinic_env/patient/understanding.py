@@ -34,6 +34,7 @@ SOCRATES_LEAVES = frozenset(
         "relieving",
     }
 )
+_PREVIOUS_LEAVES = frozenset({"previous", "previous_episodes", "recurrent"})
 _SENTENCE_SPLIT = re.compile(r"(?<=[.?!;\n])\s+|\n+")
 _PREFIX = re.compile(r"^\s*(EXAM|TEST|DIAGNOSIS|PLAN)\s*:\s*", re.IGNORECASE)
 
@@ -106,6 +107,12 @@ _EXAM_VERBS = (
     "let me see",
     "do an examination",
     "do a quick examination",
+    "get his",
+    "get her",
+    "get your",
+    "assess",
+    "check how",
+    "check for",
     "exam:",
 )
 # Order verbs only count in a sentence that also names a test, so they can be broad.
@@ -147,7 +154,33 @@ _TEST_VERBS = (
     "can we get",
     "could we do",
     "could we get",
+    "check",
+    "send",
+    "book",
+    "dip",
+    "swab",
+    "repeat",
+    "organise",
+    "please",
+    "get",
+    "do",
     "test:",
+)
+
+
+# Questions about tests already done ("have you ever had an HIV test?") are history, not orders.
+_PAST_CUES = (
+    "have you ever had",
+    "have you had",
+    "has she had",
+    "has he had",
+    "did you have",
+    "did she have",
+    "did he have",
+    "ever been tested",
+    "been tested",
+    "did they do",
+    "last time you had",
 )
 
 
@@ -198,6 +231,9 @@ class CompiledCase:
     facts: dict[str, object] = field(repr=False, default_factory=dict)  # id -> Fact
     exams: dict[str, object] = field(repr=False, default_factory=dict)  # id -> ExamFinding
     tests: dict[str, object] = field(repr=False, default_factory=dict)  # id -> TestResult
+    # Every fact a key reaches, at any tier, sensitive facts included: used only to narrow a concept to the facts
+    # a sentence also names directly, never to add facts.
+    concept_reach: dict[str, frozenset[str]] = field(repr=False, default_factory=dict)
     # The literal strings the two diagnosis patterns are built from (lower-cased names, abbreviations as written):
     # a pattern can match only text holding one of them, so a plain substring test can skip the regex.
     # None: unknown, always run the patterns.
@@ -274,6 +310,19 @@ class _Automaton:
 PhraseIndex = _Automaton  # public name: agents index their own phrases with it
 
 
+def _exam_variants(phrases) -> list[str]:
+    """Exam phrases plus their "examination" spelling: the stemmer keeps "exam" and "examin" apart, and authors
+    write "rectal exam" where doctors say "a rectal examination"."""
+    out = list(phrases)
+    for p in phrases:
+        low = p.lower()
+        if low.endswith(" exam"):
+            out.append(low + "ination")
+        elif low.endswith(" examination"):
+            out.append(low[: -len("ination")])
+    return out
+
+
 def _key(phrase: str) -> str | None:
     """The normalized key of a phrase, or None when it has no words. Memoized: most phrases of every case are
     the shared lexicon's, so compiling a case mostly looks keys up, and compiled cases share the key strings."""
@@ -311,30 +360,43 @@ def _build(case: Case) -> CompiledCase:
 
     # Which facts answer a concept: a fact answers its own keys; when it is not sensitive, its SOCRATES leaves also
     # answer the shared "pain.<leaf>" keys and its parent keys reach it (sensitive needs a direct question).
-    concept_facts: dict[str, list[str]] = defaultdict(list)
+    # Two tiers: a fact holding a key (or an equivalent) answers it directly; a fact holding only a child key
+    # ("headache.frequency" under "headache") is reached through the parent only when no fact holds the key
+    # itself, so a plain "any headaches?" gets the headache fact, not every fact that mentions headaches.
+    direct: dict[str, list[str]] = defaultdict(list)
+    inherited: dict[str, list[str]] = defaultdict(list)
+    reach: dict[str, set[str]] = defaultdict(set)
     for f in case.facts:
-        keys = set()
+        keys, parents = set(), set()
         for k in f.concepts:
             keys.add(k)
             keys.update(lx.ALIASES.get(k, ()))  # equivalent shared keys (allowed for sensitive facts too)
+            parts = k.split(".")
+            for key in (k, *lx.ALIASES.get(k, ()), *(".".join(parts[:i]) for i in range(1, len(parts)))):
+                reach[key].add(f.id)
             if not f.sensitive:  # shared aliases and parents widen reach: never for a sensitive fact
                 if _leaf(k) in SOCRATES_LEAVES:
                     keys.add(f"pain.{_leaf(k)}")
+                if _leaf(k) in _PREVIOUS_LEAVES and "." in k:
+                    keys.add("previous_episodes")  # "headache.previous" answers "had this before?"
                 parts = k.split(".")
-                keys.update(".".join(parts[:i]) for i in range(1, len(parts)))
+                parents.update(".".join(parts[:i]) for i in range(1, len(parts)))
         for k in sorted(keys):
-            concept_facts[k].append(f.id)
+            direct[k].append(f.id)
+        for k in sorted(parents - keys):
+            inherited[k].append(f.id)
         add(f.synonyms, "fact", f.id)
         add(f.lay_terms, "fact", f.id)
+    concept_facts = {k: direct.get(k) or inherited[k] for k in (*direct, *inherited)}
     for key, (_, phrases) in lx.CONCEPTS.items():
         add(phrases, "concept", key)
 
     system_exams: dict[ExamSystem, list[str]] = defaultdict(list)
     for e in case.exam:
-        add([*e.synonyms, e.name], "exam", e.id)
+        add(_exam_variants([*e.synonyms, e.name]), "exam", e.id)
         system_exams[e.system].append(e.id)
     for system, (phrases, _) in lx.EXAM_SYSTEMS.items():
-        add(phrases, "system", system.value)
+        add(_exam_variants(phrases), "system", system.value)
     for t in case.tests:
         add([*t.synonyms, t.name], "test", t.id)
     # A catalog test the case also lists (same name or a shared phrase) releases the case's result.
@@ -361,6 +423,7 @@ def _build(case: Case) -> CompiledCase:
         ("exam_verb", _EXAM_VERBS),
         ("strong_exam_verb", _STRONG_EXAM_VERBS),
         ("test_verb", _TEST_VERBS),
+        ("past_cue", _PAST_CUES),
         (
             "asks_dx",
             (
@@ -407,6 +470,7 @@ def _build(case: Case) -> CompiledCase:
         case=case,
         automaton=_Automaton(table),
         concept_facts={k: tuple(dict.fromkeys(v)) for k, v in concept_facts.items()},
+        concept_reach={k: frozenset(v) for k, v in reach.items()},
         system_exams={k: tuple(v) for k, v in system_exams.items()},
         diagnosis_pattern=dx,
         diagnosis_abbrev=abbrev,
@@ -470,6 +534,11 @@ def _longest(matches):
     for start, phrase, payload in content:
         end = start + len(phrase)
         if any(s <= start and end <= e for s, e in kept):
+            # A phrase may be both content and a cue ("dip" names urinalysis and is an order verb): the nested
+            # content goes, the cue stays.
+            cue = tuple(p for p in payload if p[0] == "intent")
+            if cue:
+                cues.append((start, phrase, cue))
             continue
         kept.append((start, end))
         out.append((start, phrase, payload))
@@ -512,10 +581,16 @@ def _parse(cc: CompiledCase, utterance: str) -> Intents:
         flags |= intents & {"greeting", "empathy", "goodbye", "rude", "open", "results", "asks_dx"}
         exam_hits = hits["exam"] or hits["system"]
         test_hits = hits["test"] or hits["catalog"]
+        question = body.rstrip().endswith("?")
         # A sentence may both examine and order ("check your pulse and send a blood count"). Generic verbs
-        # ("check", "take") examine only when no test is named; strong ones ("listen to") always do.
+        # ("check", "take") examine only when no test is named; strong ones ("listen to") always do. A statement
+        # (not a question) naming a test is an order even without a verb: "Urgent U&Es and an ECG, please."
+        # "Have you ever had an HIV test?" asks about the past: it orders nothing.
         is_test = forced == "TEST" or (
-            forced is None and bool(test_hits) and ("test_verb" in intents or "exam_verb" in intents)
+            forced is None
+            and bool(test_hits)
+            and not (question and "past_cue" in intents)
+            and ("test_verb" in intents or "exam_verb" in intents or not question)
         )
         is_exam = forced == "EXAM" or (
             forced is None
@@ -537,13 +612,17 @@ def _parse(cc: CompiledCase, utterance: str) -> Intents:
             case_exams = [t for _, t in hits["exam"]]
             exams.update(dict.fromkeys(case_exams))
             test_starts = {start for start, _ in hits["test"]} if is_test else set()
+            exam_starts = {start for start, _ in hits["exam"]}
             for start, sys_value in hits["system"]:
                 if start in test_starts:
                     continue  # "thyroid" named as a test is not a request to examine the thyroid
+                if start in exam_starts:
+                    continue  # "look in your ears" names the case's otoscopy: not every ENT exam of the case
                 system = ExamSystem(sys_value)
                 found = cc.system_exams.get(system, ())
                 if found:
-                    exams.update(dict.fromkeys(found))
+                    if not any(e in case_exams for e in found):
+                        exams.update(dict.fromkeys(found))
                 elif not case_exams:
                     systems[system] = None
         if is_test:
@@ -556,15 +635,27 @@ def _parse(cc: CompiledCase, utterance: str) -> Intents:
         fact_hits = [fid for _, fid in hits["fact"]]
         concept_hits = [key for _, key in hits["concept"]]
         if "family_history" in concept_hits or any(cc.facts[f].category.value == "family" for f in fact_hits):
-            # "Does anyone in your family have heart trouble?" asks about the family, not the patient.
-            fact_hits = [f for f in fact_hits if cc.facts[f].category.value == "family"]
+            # "Does anyone in your family have heart trouble?" asks about the family, not the patient (a fact that
+            # records family history among other things, e.g. "no sudden deaths in the family", still counts).
+            fact_hits = [
+                f
+                for f in fact_hits
+                if cc.facts[f].category.value == "family"
+                or any(k.startswith("family_history") for k in cc.facts[f].concepts)
+            ]
             concept_hits = [k for k in concept_hits if k.startswith("family_history")]
         for fid in fact_hits:
             facts[fid] = None
+        named = set(fact_hits)
         for key in concept_hits:
             answered = cc.concept_facts.get(key, ())
             if answered:
-                facts.update(dict.fromkeys(answered))
+                # A fact's own phrase picks among the facts of a shared concept in the same sentence: in
+                # "which inhalers and tablets do you take?", "inhalers" names the regular-medicines fact, so
+                # "tablets" does not also reach the rescue-pack and reliever facts.
+                reach = cc.concept_reach.get(key, ())
+                picked = [f for f in named if f in reach]
+                facts.update(dict.fromkeys(picked or answered))
             elif key in lx.CONCEPTS:
                 missing[key] = None
     # A missing concept is not missing when a fact of the same topic was matched directly in the same turn.
