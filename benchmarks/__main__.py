@@ -36,7 +36,16 @@ BENCHMARKS = [
 
 # Keys that are bookkeeping rather than results, left out of the summary tables.
 SKIP_KEYS = ("benchmark", "when", "machine", "failures", "plot", "quick")
-SKIP_PARTS = ("dev_sweep", "by_criterion_kind", "per_round_ratios", "what", "startup_s", "transitions")
+SKIP_PARTS = (
+    "dev_sweep",
+    "by_criterion_kind",
+    "dev_by_criterion_kind",
+    "dev_parts",
+    "per_round_ratios",
+    "what",
+    "startup_s",
+    "transitions",
+)
 
 
 def _flat(d: dict, prefix: str = "") -> dict[str, Any]:

@@ -28,6 +28,7 @@ from clinic_env.cases.schema import Case, Level, Urgency
 
 from .paraphrase import expand
 from .schema import Axis, Check, Criterion, Dimension, Rubric
+from .verify import compile_rubric
 
 URGENCY_TERMS: dict[Urgency, tuple[str, ...]] = {
     Urgency.emergency: (
@@ -689,7 +690,11 @@ class RuleRubricGenerator:
                 Check(type="says", terms=CONFIDENTIALITY_BREACH),
                 Axis.context_awareness,
             )
-        return Rubric(case_id=case.id, criteria=tuple(out))
+        rubric = Rubric(case_id=case.id, criteria=tuple(out))
+        compile_rubric(
+            rubric, case
+        )  # the rule verifier's matcher for this rubric, built here rather than in grading
+        return rubric
 
 
 _STOP = frozenset(
