@@ -363,20 +363,22 @@ def test_speedup_formula_and_alpha_estimates():
     assert s.mean_accepted_length == pytest.approx(4.0)
 
 
-def test_benchmark_gamma_rule_is_the_argmax_of_the_formula_on_calibration(target):
-    """``benchmarks.speculative.choose_gamma`` measures alpha and c on its calibration prompts and returns the gamma
-    that maximises the theoretical speedup for them; the calibration decode itself is exact."""
-    from benchmarks.speculative import GAMMAS, choose_gamma
+def test_benchmark_gamma_rule_is_the_fastest_gamma_on_calibration(target):
+    """``benchmarks.speculative.choose_gamma`` decodes its calibration prompts at every gamma, paired with the target
+    alone, returns the gamma with the highest measured speedup, and every calibration decode is exact."""
+    from benchmarks.speculative import CAL_GAMMA, GAMMAS, choose_gamma
 
     draft = DraftModel(perturbed(target, 0.3))
     choice = choose_gamma(target, draft, [p for p in PROMPTS[:2]], 10)
+    by_gamma = choice["calibration_by_gamma"]
+    assert set(by_gamma) == {str(g) for g in GAMMAS}
+    assert choice["gamma"] == max(GAMMAS, key=lambda g: by_gamma[str(g)]["speedup"])
     alpha, c = choice["alpha"], choice["c"]
+    assert (alpha, c) == (by_gamma[str(CAL_GAMMA)]["alpha"], by_gamma[str(CAL_GAMMA)]["c"])
     assert 0 < alpha <= 1 and c > 0
     theo = {g: theoretical_speedup(alpha, g, c) for g in GAMMAS}
-    assert choice["gamma"] == max(GAMMAS, key=lambda g: theo[g])
-    assert choice["theoretical_speedup_by_gamma"] == {str(g): v for g, v in theo.items()}
+    assert choice["formula_argmax_gamma"] == max(GAMMAS, key=lambda g: theo[g])
     assert choice["calibration_greedy_identical"]
-    assert all(v > 0 for v in choice["verify_cost_in_target_steps_by_gamma"].values())
 
 
 @pytest.fixture(autouse=True)
