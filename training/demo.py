@@ -105,6 +105,15 @@ def well_formed_rate(transcripts: list[list[dict[str, str]]], repertoire: tuple[
     return ok / n if n else float("nan")
 
 
+def garbled_rate(transcripts: list[list[dict[str, str]]]) -> float:
+    """Fraction of doctor turns the patient could not make sense of (``clinic_env.patient.coherence``); such turns
+    release nothing, cost patience and earn no rubric points."""
+    from clinic_env.patient.coherence import is_garbled
+
+    flags = [is_garbled(m["content"]) for msgs in transcripts for m in msgs if m["role"] == "assistant"]
+    return sum(flags) / len(flags) if flags else float("nan")
+
+
 def run_demo(
     out: str | Path = "runs/train_demo",
     *,
@@ -217,7 +226,10 @@ def run_demo(
             model, tok, held_cases, env, samples_per_case=1, temperature=0.0, keep_transcripts=True, **kw
         )
         for r in (sampled, greedy):
-            r["well_formed_turns"] = well_formed_rate(r.pop("transcripts"), repertoire)
+            transcripts = r.pop("transcripts")
+            r["well_formed_turns"] = well_formed_rate(transcripts, repertoire)
+            r["garbled_turns"] = garbled_rate(transcripts)
+            r["example_transcript"] = transcripts[0] if transcripts else []
         return {"sampled": sampled, "greedy": greedy}
 
     t0 = (time.monotonic(), time.process_time())
@@ -259,6 +271,8 @@ def run_demo(
         "greedy_paired_gain": paired_difference(before["greedy"]["per_case"], after["greedy"]["per_case"]),
         "well_formed_turns_before": before["sampled"]["well_formed_turns"],
         "well_formed_turns_after": after["sampled"]["well_formed_turns"],
+        "garbled_turns_before": before["sampled"]["garbled_turns"],
+        "garbled_turns_after": after["sampled"]["garbled_turns"],
         "held_out_cases": [c.id for c in held_cases],
         "n_train_cases": len(train_cases),
         "minutes": minutes,
