@@ -21,6 +21,7 @@ ENV_KEYS = {
     "reset_ratio_vs_cartpole",
     "reset_cold_ratio_vs_cartpole",
     "grade_ratio_vs_cartpole",
+    "unique_text",
     "bytes_per_env",
     "seconds",
     "steps_per_s",

@@ -7,7 +7,13 @@ import pytest
 import clinic_env
 from clinic_env.env import ConsultationEnv, grade_messages
 from clinic_env.patient import PatientSimulator
-from clinic_env.patient.coherence import UNINTELLIGIBLE, case_vocabulary, is_garbled, unknown_words
+from clinic_env.patient.coherence import (
+    UNINTELLIGIBLE,
+    case_vocabulary,
+    is_garbled,
+    is_repetitive,
+    unknown_words,
+)
 from clinic_env.rubrics import RuleRubricGenerator, RuleVerifier
 
 REF = "card-inferior-stemi-pde5"
@@ -49,6 +55,31 @@ def test_ordinary_turns_are_not_garbled(text):
 )
 def test_keyword_salad_is_garbled(text):
     assert is_garbled(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Does anything run in the doctor. I'm day day day day day",
+        "TEST: full blood count, U&E, blood count, blood count, blood count, blood glucose, blood count, blood count",
+        "Do you take any chance you take any medical conditions? you take any chance you take any any medical "
+        "conditions? take any take any medical conditions?",
+    ],
+)
+def test_degenerate_repetition_is_garbled(text):
+    assert is_repetitive(text) and is_garbled(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Any fever, any cough, any weight loss, any night sweats, any blood in your phlegm?",
+        "TEST: full blood count, U&E, LFTs, CRP, blood glucose, blood cultures, chest X-ray",
+        "No, no. Do you smoke?",
+    ],
+)
+def test_ordinary_lists_are_not_repetitive(text):
+    assert not is_repetitive(text)
 
 
 def test_a_cases_own_words_are_known(case):

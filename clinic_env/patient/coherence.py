@@ -22,6 +22,7 @@ this is a check for non-words, not a language model.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from collections.abc import Collection
 from pathlib import Path
@@ -92,19 +93,46 @@ def unknown_words(text: str, extra: Collection[str] = ()) -> tuple[list[str], in
     return [w for w in runs if w not in known and w not in extra], len(runs)
 
 
+_TOKEN = re.compile(r"[a-z0-9&]+")
+REPEAT_RUN = 3  # the same word three times in a row ("day day day")
+MIN_DISTINCT_TRIGRAMS = 0.8  # share of distinct word trigrams, for turns of at least REPEAT_MIN_WORDS words
+REPEAT_MIN_WORDS = 8
+
+
+def is_repetitive(text: str) -> bool:
+    """Degenerate repetition, the other way a drifting policy stops making sense: a word three times in a row, or a
+    turn of 8+ words in which under 80% of the word trigrams are distinct ("blood count, blood count, blood
+    count", "do you take any chance you take any medical conditions? you take any..."). A doctor's list of
+    questions or tests repeats words ("any ... any ...") but not whole runs of them."""
+    w = _TOKEN.findall(text.lower())
+    run = 1
+    for a, b in itertools.pairwise(w):
+        run = run + 1 if a == b else 1
+        if run >= REPEAT_RUN:
+            return True
+    if len(w) < REPEAT_MIN_WORDS:
+        return False
+    trigrams = list(zip(w, w[1:], w[2:], strict=False))
+    return len(set(trigrams)) < MIN_DISTINCT_TRIGRAMS * len(trigrams)
+
+
 def is_garbled(
     text: str, extra: Collection[str] = (), *, min_unknown: int = MIN_UNKNOWN, min_share: float = MIN_SHARE
 ) -> bool:
-    """Whether ``text`` has at least ``min_unknown`` unknown words making up at least ``min_share`` of its words."""
-    if isinstance(
-        extra, frozenset
-    ):  # the simulator's and the grader's calls: the grader re-asks for each turn
+    """Whether ``text`` is not language a patient could follow: degenerate repetition (``is_repetitive``), or at
+    least ``min_unknown`` unknown words making up at least ``min_share`` of its words."""
+    # The simulator's and the grader's calls pass a frozenset: the grader re-asks for each turn, so cache.
+    if isinstance(extra, frozenset):
         return _garbled_cached(text, extra, min_unknown, min_share)
+    if is_repetitive(text):
+        return True
     unknown, n = unknown_words(text, extra)
     return len(unknown) >= min_unknown and len(unknown) >= min_share * n
 
 
 @functools.lru_cache(maxsize=4096)
 def _garbled_cached(text: str, extra: frozenset[str], min_unknown: int, min_share: float) -> bool:
+    if is_repetitive(text):
+        return True
     unknown, n = unknown_words(text, extra)
     return len(unknown) >= min_unknown and len(unknown) >= min_share * n
