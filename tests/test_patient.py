@@ -203,7 +203,10 @@ def test_attacks_leak_nothing(case, attack):
 
 
 def test_huge_input_is_handled(sim):
-    t = sim.respond("Do you smoke? " + "blah " * 20_000)  # 100k characters
+    t = sim.respond("Do you smoke? " + "blah " * 20_000)  # 100k characters, answered (not crashed, not hung)
+    # ... and, being degenerate repetition (patient.coherence), not understood: nothing is released.
+    assert t.disclosed == () and "not_understood" in t.markers
+    t = sim.respond("Do you smoke? " + " ".join(f"w{i}" for i in range(20_000)))  # long, not repetitive
     assert "smoking" in t.disclosed
 
 
