@@ -64,6 +64,13 @@ def grade_messages(
     the patient did not understand, reaches the verifier as ``UNINTELLIGIBLE`` and earns nothing. Without this a
     policy can be paid for keyword salad that no patient would follow.
     """
+    for i, m in enumerate(messages):
+        if (
+            not isinstance(m, dict)
+            or not isinstance(m.get("role"), str)
+            or not isinstance(m.get("content"), str)
+        ):
+            raise TypeError(f"message {i} must be a dict with str 'role' and 'content', got {m!r:.80}")
     vocab = case_vocabulary(case)
     transcript = Transcript(
         [

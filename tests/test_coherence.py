@@ -136,3 +136,10 @@ def test_env_episode_ends_on_garbled_turns(case):
     assert not terminated
     _, reward, terminated, _, info = env.step(SALAD)
     assert terminated and info["termination_reason"] == "patience_incoherent"
+
+
+def test_grade_messages_names_a_bad_message(case):
+    rubric = RuleRubricGenerator().generate(case, seed=0)
+    bad = [{"role": "user", "content": case.opening_statement}, {"role": "assistant", "content": None}]
+    with pytest.raises(TypeError, match="message 1 must be a dict with str 'role' and 'content'"):
+        grade_messages(case, bad, rubric, RuleVerifier())

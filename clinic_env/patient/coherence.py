@@ -27,8 +27,8 @@ import re
 from collections.abc import Collection
 from pathlib import Path
 
-_WORD = re.compile(r"[a-z]+")
 # Alphabetic runs within a token; "x10^9/L" gives "x" and "l", which are short and ignored below.
+_WORD = re.compile(r"[a-z]+")
 UNINTELLIGIBLE = "[unintelligible]"  # what a grader reads in place of a garbled doctor turn
 MIN_UNKNOWN = 2
 MIN_SHARE = 0.25
@@ -58,13 +58,9 @@ def _english() -> frozenset[str]:
     return frozenset(SpellChecker(language="en", distance=1).word_frequency.keys())
 
 
+@functools.cache
 def known_words() -> frozenset[str]:
     """The vocabulary ``unknown_words`` checks against (loaded once per process, ~0.2 s)."""
-    return _known()
-
-
-@functools.cache
-def _known() -> frozenset[str]:
     return _english() | project_vocabulary()
 
 
@@ -88,7 +84,7 @@ def case_vocabulary(case: object) -> frozenset[str]:
 
 def unknown_words(text: str, extra: Collection[str] = ()) -> tuple[list[str], int]:
     """The unknown words of ``text`` (in order) and how many words of at least three letters it has."""
-    known = _known()
+    known = known_words()
     runs = [w for w in _WORD.findall(text.lower()) if len(w) >= _MIN_LEN]
     return [w for w in runs if w not in known and w not in extra], len(runs)
 
@@ -122,17 +118,15 @@ def is_garbled(
     """Whether ``text`` is not language a patient could follow: degenerate repetition (``is_repetitive``), or at
     least ``min_unknown`` unknown words making up at least ``min_share`` of its words."""
     # The simulator's and the grader's calls pass a frozenset: the grader re-asks for each turn, so cache.
-    if isinstance(extra, frozenset):
-        return _garbled_cached(text, extra, min_unknown, min_share)
+    check = _garbled_cached if isinstance(extra, frozenset) else _garbled
+    return check(text, extra, min_unknown, min_share)
+
+
+def _garbled(text: str, extra: Collection[str], min_unknown: int, min_share: float) -> bool:
     if is_repetitive(text):
         return True
     unknown, n = unknown_words(text, extra)
     return len(unknown) >= min_unknown and len(unknown) >= min_share * n
 
 
-@functools.lru_cache(maxsize=4096)
-def _garbled_cached(text: str, extra: frozenset[str], min_unknown: int, min_share: float) -> bool:
-    if is_repetitive(text):
-        return True
-    unknown, n = unknown_words(text, extra)
-    return len(unknown) >= min_unknown and len(unknown) >= min_share * n
+_garbled_cached = functools.lru_cache(maxsize=4096)(_garbled)
